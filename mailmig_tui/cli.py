@@ -1,0 +1,485 @@
+"""The headless front end: ``mailmig-tui [COMMAND]``. Without a command it starts the terminal app.
+
+Exit codes (DESIGN.md §7): 0 everything succeeded; 1 some accounts failed; 2 invalid input or
+configuration (nothing was changed); 3 the run could not start; 130 interrupted (resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mailmig_tui.engine import events, runner, store, userlist, verify
+from mailmig_tui.engine.model import SOURCE_TYPE_LABELS, Task, account_key, to_dict, validate_settings, validate_task
+from mailmig_tui.engine.state import StateDB
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_INVALID = 2
+EXIT_CANNOT_START = 3
+EXIT_INTERRUPTED = 130
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_INVALID) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _err(message: str) -> None:
+    print(f"mailmig-tui: {message}", file=sys.stderr)
+
+
+def _load(name: str) -> Task:
+    return store.load_task(name)
+
+
+def _emit_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Commands.
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = []
+    for name in store.list_tasks():
+        try:
+            task = _load(name)
+            rows.append({"name": name, "type": task.source.type, "accounts": len(task.users), "error": None})
+        except store.ConfigError as exc:
+            rows.append({"name": name, "type": None, "accounts": None, "error": str(exc)})
+            _err(str(exc))
+    if args.json:
+        _emit_json(rows)
+    elif not rows:
+        print(f"No tasks yet (they live in {store.paths().tasks_dir}).")
+    else:
+        width = max(len(r["name"]) for r in rows)
+        for r in rows:
+            if r["error"]:
+                print(f"{r['name']:<{width}}  BROKEN")
+            else:
+                print(
+                    f"{r['name']:<{width}}  {SOURCE_TYPE_LABELS.get(r['type'], r['type']):<16}  {r['accounts']} account(s)"
+                )
+    return EXIT_INVALID if any(r["error"] for r in rows) else EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    task = _load(args.task)
+    data = to_dict(task)
+    for user, row in zip(task.users, data["users"], strict=True):
+        row["password"] = "set" if user.password else ""
+        if user.destination_password:
+            row["destination_password"] = "set"
+    if args.json:
+        _emit_json(data)
+        return EXIT_OK
+    src = task.source
+    print(f"Task {task.name}: {SOURCE_TYPE_LABELS.get(src.type, src.type)}")
+    if src.type == "imap":
+        print(f"  server      {src.host}:{src.port} ({src.security}), path prefix {src.path_prefix or '(auto)'}")
+        if src.delegate.enabled:
+            print(f"  delegate    {src.delegate.login} ({src.delegate.method})")
+    elif src.type == "google":
+        print(f"  key file    {src.key_file}, labels: {src.label_strategy}")
+    else:
+        print(f"  tenant      {src.tenant}, client {src.client_id}, auth {src.auth}")
+    print(
+        f"  run         {task.run.accounts_per_period or 'all'} account(s) per period, concurrency {task.run.concurrency}"
+    )
+    s = task.schedule
+    if s.enabled:
+        repeat = f", every {s.repeat_hours} h" if s.repeat_hours else ""
+        print(f"  schedule    {','.join(s.days)} at {s.start}{repeat}{' until ' + s.end if s.end else ''}")
+    else:
+        print("  schedule    off")
+    f = task.filters
+    print(
+        f"  filters     before {f.skip_before or '-'}, after {f.skip_after or '-'}, trash {'skip' if f.skip_trash else 'keep'}, "
+        f"junk {'skip' if f.skip_junk else 'keep'}, max {f.max_size_kb or 'no limit'} KB"
+    )
+    if f.mailboxes.enabled:
+        print(f"  mailboxes   {f.mailboxes.policy} {f.mailboxes.keywords} except {f.mailboxes.exceptions}")
+    print(f"  users       {len(task.users)}")
+    for u in task.users:
+        print(f"    {u.source} -> {u.destination}  password {'•••' if u.password else '(none)'}")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    task = _load(args.task)
+    settings = store.load_settings()
+    problems = validate_task(task, settings=settings) + validate_settings(settings)
+    if args.json:
+        _emit_json({"task": task.name, "problems": [{"field": p.field, "message": p.message} for p in problems]})
+    elif problems:
+        print(f"{store.paths().task_file(task.name)}: {len(problems)} problem(s)", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+    else:
+        print(f"Task {task.name} is valid.")
+    return EXIT_INVALID if problems else EXIT_OK
+
+
+def cmd_import_users(args: argparse.Namespace) -> int:
+    task = _load(args.task)
+    try:
+        text = userlist.decode(Path(args.file).read_bytes())
+    except OSError as exc:
+        raise CliError(f"{args.file}: cannot read the file: {exc.strerror}") from None
+    except ValueError as exc:
+        raise CliError(f"{args.file}: {exc}") from None
+    parsed = userlist.parse(text, task.source)
+    try:
+        summary = userlist.apply(task, parsed, valid_only=args.valid_only)
+    except userlist.ImportRejected as exc:
+        raise CliError(f"{args.file}: {exc}") from None
+    store.save_task(task, old_name=task.name)
+    for e in parsed.errors:
+        print(f"{args.file}: skipped {e}", file=sys.stderr)
+    if args.json:
+        _emit_json(
+            {
+                "added": summary.added,
+                "updated": summary.updated,
+                "rejected": [{"line": e.line, "message": e.message} for e in parsed.errors],
+            }
+        )
+    else:
+        print(
+            f"Imported into {task.name}: {summary.added} added, {summary.updated} updated, {summary.rejected} line(s) rejected."
+        )
+    return EXIT_OK
+
+
+def cmd_export_users(args: argparse.Namespace) -> int:
+    task = _load(args.task)
+    sys.stdout.write(userlist.export(task, with_passwords=args.with_passwords))
+    return EXIT_OK
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _skips(counter: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counter.items())) or "none"
+
+
+class _Printer:
+    """Prints the run's events: log lines as they come, a progress line on a terminal."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.tty = sys.stderr.isatty()
+        self.min = "debug" if verbose else "info"
+        self._lock = threading.Lock()
+
+    def __call__(self, event: events.Event) -> None:
+        with self._lock:
+            if isinstance(event, events.FolderProgress):
+                if self.tty:
+                    sys.stderr.write(f"\r\x1b[K{event.account} {event.folder}: {event.done}/{event.total}")
+                    sys.stderr.flush()
+                return
+            severity, folder, text = events.describe(event)
+            if events.SEVERITIES.index(severity) < events.SEVERITIES.index(self.min):
+                return
+            if self.tty:
+                sys.stderr.write("\r\x1b[K")
+            where = " ".join(x for x in (event.account, f"[{folder}]" if folder else "") if x)
+            stream = sys.stderr if severity in ("warning", "error") else sys.stdout
+            print(f"{severity.upper():7} {where + ': ' if where else ''}{text}", file=stream, flush=True)
+
+
+def _install_stop_handlers(cancel: threading.Event) -> None:
+    def stop(signum: int, _frame: object) -> None:
+        if cancel.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        cancel.set()
+        print(
+            "mailmig-tui: stopping after the current batch (everything done so far is kept; run again to resume)",
+            file=sys.stderr,
+        )
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    task = _load(args.task)
+    settings = store.load_settings()
+    problems = validate_task(task, settings=settings) + validate_settings(settings)
+    if problems:
+        raise CliError(
+            f"task {task.name} cannot run:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\n(see: mailmig-tui validate)"
+        )
+    cancel = threading.Event()
+    _install_stop_handlers(cancel)
+    try:
+        result = runner.run_task(
+            task,
+            settings,
+            accounts=args.account or (),
+            dry_run=args.dry_run,
+            cancel=cancel,
+            sink=_Printer(args.verbose),
+        )
+    except runner.RunError as exc:
+        raise CliError(str(exc), EXIT_CANNOT_START) from None
+    except runner.RunConfigError as exc:
+        raise CliError(str(exc)) from None
+    if args.dry_run:
+        _print_plan(result)
+    if args.json:
+        _emit_json([_result_dict(r) for r in result.accounts])
+    else:
+        print()
+        for r in result.accounts:
+            verb = "would copy" if args.dry_run else "copied"
+            line = (
+                f"{r.account} → {r.destination}: {r.status}; {r.folders} folder(s), {r.copied if not args.dry_run else sum(f.to_copy for f in result.reports.get(r.account, []))} {verb}, "
+                f"skipped: {_skips(r.skipped)}, {r.failed} failed, {_human_bytes(r.bytes)}, {r.duration:.1f} s"
+            )
+            print(line + (f"\n    {r.error}" if r.error else ""))
+    if result.status == "stopped":
+        return EXIT_INTERRUPTED
+    return EXIT_SOME_FAILED if any(r.status == "failed" or r.failed for r in result.accounts) else EXIT_OK
+
+
+def _result_dict(r: events.AccountResult) -> dict[str, Any]:
+    return {
+        "account": r.account,
+        "destination": r.destination,
+        "status": r.status,
+        "folders": r.folders,
+        "copied": r.copied,
+        "skipped": dict(r.skipped),
+        "skipped_folders": dict(r.skipped_folders),
+        "failed": r.failed,
+        "bytes": r.bytes,
+        "duration": r.duration,
+        "error": r.error,
+    }
+
+
+def _print_plan(result: runner.RunResult) -> None:
+    for account, reports in result.reports.items():
+        print(f"\nPlan for {account} (nothing was written):")
+        for f in reports:
+            if f.skip_reason:
+                action = f"skipped: {f.skip_reason}"
+            elif f.unchanged:
+                action = "unchanged since the last run"
+            else:
+                action = f"copy {f.to_copy} ({_human_bytes(f.to_copy_bytes)}), skip: {_skips(f.skipped)}"
+            print(f"  {f.source} → {f.dest}: {action}")
+            for note in f.notes:
+                print(f"      note: {note}")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    task = _load(args.task)
+    settings = store.load_settings()
+    users = task.users
+    if args.account:
+        users = [u for u in task.users if u.source in args.account]
+        missing = set(args.account) - {u.source for u in users}
+        if missing:
+            raise CliError(f"not in the user list: {', '.join(sorted(missing))}")
+    verdicts = verify.verify_users(task, settings, users)
+    if args.json:
+        _emit_json(
+            [
+                {
+                    "account": v.account,
+                    "destination": v.destination,
+                    "ok": v.ok,
+                    "source_ok": v.source_ok,
+                    "source": v.source_detail,
+                    "destination_ok": v.dest_ok,
+                    "destination_detail": v.dest_detail,
+                }
+                for v in verdicts
+            ]
+        )
+    else:
+        for v in verdicts:
+            print(f"{'OK  ' if v.ok else 'FAIL'} {v.account} → {v.destination}: {v.text()}")
+    return EXIT_OK if all(v.ok for v in verdicts) else EXIT_SOME_FAILED
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    task = _load(args.task)
+    p = store.paths()
+    db = StateDB.open_readonly(p.state_file(task.name))
+    try:
+        summaries = db.summaries()
+        last = db.last_run()
+        failures = {key: db.failed_messages(key) for key in summaries}
+    finally:
+        db.close()
+    rows = []
+    for user in task.users:
+        s = summaries.get(account_key(user.source))
+        rows.append(
+            {
+                "account": user.source,
+                "destination": user.destination,
+                "status": s.status if s else "not started",
+                "folders": s.folders if s else 0,
+                "copied": s.copied if s else 0,
+                "skipped": dict(s.skipped) if s else {},
+                "failed": s.failed if s else 0,
+                "bytes": s.bytes if s else 0,
+                "duration": s.last_duration if s else 0.0,
+                "last_error": s.last_error if s else "",
+                "failed_messages": [
+                    {"folder": f, "id": i, "reason": r} for f, i, r in failures.get(account_key(user.source), [])
+                ],
+            }
+        )
+    if args.json:
+        _emit_json({"task": task.name, "last_run": last, "accounts": rows})
+        return EXIT_OK
+    print(
+        f"Task {task.name}: last run {_when(last['started']) if last else 'never'}"
+        + (f" ({last['status']})" if last else "")
+    )
+    for r in rows:
+        print(
+            f"  {r['account']} → {r['destination']}: {r['status']}; {r['folders']} folder(s), {r['copied']} copied, "
+            f"skipped: {_skips(r['skipped'])}, {r['failed']} failed, {_human_bytes(r['bytes'])}, last run {r['duration']:.1f} s"
+        )
+        if r["last_error"]:
+            print(f"      last error: {r['last_error']}")
+        for fm in r["failed_messages"][:20]:
+            print(f"      failed: [{fm['folder']}] message {fm['id']}: {fm['reason']}")
+    return EXIT_OK
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    task = _load(args.task)
+    p = store.paths()
+    with runner.TaskLock(runner.lock_path(p, task.name), "forget"):
+        db = StateDB(p.state_file(task.name))
+        try:
+            for account in args.account or [None]:
+                db.forget(account_key(account) if account else None)
+        finally:
+            db.close()
+    what = ", ".join(args.account) if args.account else "every account"
+    print(f"Forgot the saved state of {what} in {task.name}; the next run rescans (nothing is copied twice).")
+    return EXIT_OK
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from mailmig_tui.app import MailmigApp
+
+    MailmigApp().run()
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# Parser.
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailmig-tui",
+        description="Migrate whole organisations' mailboxes into this mail server. Without a command, start the app.",
+        epilog="Exit codes: 0 all succeeded, 1 some accounts failed, 2 invalid input/configuration, "
+        "3 run could not start, 130 interrupted (resumable).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str, *, json_out: bool = False):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        if json_out:
+            p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+        return p
+
+    add("list", cmd_list, "list the tasks", json_out=True)
+    p = add("show", cmd_show, "show a task (passwords are never shown)", json_out=True)
+    p.add_argument("task")
+    p = add(
+        "validate", cmd_validate, "check a task and the global settings; exit 2 when something is wrong", json_out=True
+    )
+    p.add_argument("task")
+    p = add(
+        "import-users",
+        cmd_import_users,
+        "import a CSV user list (source account, source password, destination account[, destination password])",
+        json_out=True,
+    )
+    p.add_argument("task")
+    p.add_argument("file")
+    p.add_argument("--valid-only", action="store_true", help="import the valid lines even if some lines are bad")
+    p = add("run", cmd_run, "migrate the task's accounts now (resumes where an earlier run stopped)", json_out=True)
+    p.add_argument("task")
+    p.add_argument("--account", action="append", metavar="A", help="only this source account (repeatable)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the folder mapping and what would be copied; write nothing"
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="also print debug lines")
+    p = add(
+        "verify",
+        cmd_verify,
+        "check each account's source login and that its destination account is enabled",
+        json_out=True,
+    )
+    p.add_argument("task")
+    p.add_argument("--account", action="append", metavar="A", help="only this source account (repeatable)")
+    p = add("report", cmd_report, "per-account summary of what was migrated", json_out=True)
+    p.add_argument("task")
+    p = add("forget", cmd_forget, "drop the saved state of a task's accounts (after pointing it at another source)")
+    p.add_argument("task")
+    p.add_argument("--account", action="append", metavar="A", help="only this source account (repeatable)")
+    p = add("export-users", cmd_export_users, "write the user list as CSV on stdout (without passwords)")
+    p.add_argument("task")
+    p.add_argument("--with-passwords", action="store_true", help="include the passwords (handle the output with care)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", cmd_app)
+    try:
+        return func(args)
+    except store.ConfigError as exc:
+        _err(str(exc))
+        return EXIT_INVALID
+    except CliError as exc:
+        _err(str(exc))
+        return exc.code
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

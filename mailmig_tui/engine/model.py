@@ -1,0 +1,548 @@
+"""The task and settings model: dataclasses plus every validation rule, in one place.
+
+Screens, the CLI and the store show what this module says; none of them invents a rule of its own.
+A problem is reported as a :class:`Problem` with a dotted field path (``source.port``,
+``users[3].source``) and a sentence a person can act on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SOURCE_TYPES = ("imap", "google", "microsoft365")
+SOURCE_TYPE_LABELS = {"imap": "IMAP", "google": "Google Workspace", "microsoft365": "Microsoft 365"}
+SECURITY_MODES = ("ssl", "starttls", "none")
+DELEGATE_METHODS = ("authzid", "template")
+LABEL_STRATEGIES = ("copy", "primary")
+M365_AUTH_MODES = ("app", "device")
+DEST_AUTH_MODES = ("master", "authzid", "per-user")
+FILTER_POLICIES = ("skip", "migrate")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+TASK_NAME_MAX = 64
+TASK_NAME_FORBIDDEN = '/\\:"'
+
+_ADDRESS_RE = re.compile(r"^[^@\s:,;<>\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_HOST_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?|[0-9A-Fa-f:]+)$")
+_FINGERPRINT_RE = re.compile(r"^sha256:(?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$")
+_TIME_RE = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a task or the settings: where it is and what to do."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class ValidationError(ValueError):
+    """Raised when data cannot become a model object; carries every problem found."""
+
+    def __init__(self, problems: Iterable[Problem], where: str = "") -> None:
+        self.problems = list(problems)
+        self.where = where
+        prefix = f"{where}: " if where else ""
+        super().__init__(prefix + "; ".join(str(p) for p in self.problems))
+
+
+# --------------------------------------------------------------------------------------------
+# Dataclasses.  Fields marked secret=True never go into a task or settings TOML file.
+
+
+def _secret(default: str = "") -> Any:
+    return field(default=default, repr=False, metadata={"secret": True})
+
+
+@dataclass
+class Delegate:
+    """An account with full access to every source mailbox (Exchange delegate, Dovecot master)."""
+
+    enabled: bool = False
+    login: str = ""
+    method: str = "authzid"
+    template: str = "{user}*{delegate}"
+    password: str = _secret()
+
+
+@dataclass
+class Source:
+    type: str = "imap"
+    # IMAP
+    host: str = ""
+    port: int = 993
+    security: str = "ssl"
+    path_prefix: str = ""
+    tls_fingerprint: str = ""
+    delegate: Delegate = field(default_factory=Delegate)
+    # Google Workspace
+    key_file: str = ""
+    label_strategy: str = "copy"
+    quota_units_per_minute: int = 15000
+    api_endpoint: str = "https://gmail.googleapis.com/"
+    # Microsoft 365
+    tenant: str = ""
+    client_id: str = ""
+    auth: str = "app"
+    authority: str = "https://login.microsoftonline.com/{tenant}"
+    graph_url: str = "https://graph.microsoft.com"
+    certificate_file: str = ""
+    client_secret: str = _secret()
+
+
+@dataclass
+class RunOptions:
+    accounts_per_period: int = 10
+    concurrency: int = 4
+
+
+@dataclass
+class Schedule:
+    enabled: bool = False
+    days: list[str] = field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    start: str = "22:00"
+    repeat_hours: int = 0
+    end: str = ""
+
+
+@dataclass
+class MailboxFilter:
+    enabled: bool = False
+    policy: str = "skip"
+    keywords: list[str] = field(default_factory=list)
+    exceptions: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Filters:
+    skip_before: dt.date | None = None
+    skip_after: dt.date | None = None
+    skip_trash: bool = False
+    skip_junk: bool = False
+    max_size_kb: int = 0
+    mailboxes: MailboxFilter = field(default_factory=MailboxFilter)
+
+
+@dataclass
+class Notifications:
+    on_success: bool = False
+    success_to: list[str] = field(default_factory=list)
+    on_failure: bool = False
+    failure_to: list[str] = field(default_factory=list)
+
+
+@dataclass
+class User:
+    source: str
+    destination: str
+    password: str = _secret()
+    destination_password: str = _secret()
+
+
+@dataclass
+class Task:
+    name: str
+    source: Source = field(default_factory=Source)
+    run: RunOptions = field(default_factory=RunOptions)
+    schedule: Schedule = field(default_factory=Schedule)
+    filters: Filters = field(default_factory=Filters)
+    notifications: Notifications = field(default_factory=Notifications)
+    users: list[User] = field(default_factory=list)
+
+    def user(self, source_account: str) -> User | None:
+        key = account_key(source_account)
+        return next((u for u in self.users if account_key(u.source) == key), None)
+
+
+@dataclass
+class Destination:
+    host: str = "127.0.0.1"
+    port: int = 993
+    security: str = "ssl"
+    tls_fingerprint: str = ""
+    auth: str = "master"
+    login: str = "mailmig-admin"
+    master_separator: str = "*"
+    password: str = _secret()
+
+
+@dataclass
+class Smtp:
+    host: str = ""
+    port: int = 25
+    security: str = "starttls"
+    login: str = ""
+    sender: str = ""
+    password: str = _secret()
+
+
+@dataclass
+class Settings:
+    destination: Destination = field(default_factory=Destination)
+    smtp: Smtp = field(default_factory=Smtp)
+
+
+def account_key(account: str) -> str:
+    """Accounts are compared case-insensitively and without surrounding blanks."""
+    return account.strip().casefold()
+
+
+# --------------------------------------------------------------------------------------------
+# Validation.
+
+
+def validate_task_name(name: str, existing: Iterable[str] = ()) -> list[Problem]:
+    problems: list[str] = []
+    if not name or not name.strip():
+        problems.append("the task needs a name")
+    elif name in (".", ".."):
+        problems.append(f'"{name}" cannot name a task (it is a directory name); choose another name')
+    else:
+        bad = sorted({c for c in name if c in TASK_NAME_FORBIDDEN})
+        if bad:
+            shown = " ".join(bad)
+            problems.append(
+                f"a task name may not contain {shown}; remove or replace {'them' if len(bad) > 1 else 'it'}"
+            )
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            problems.append("a task name may not contain control characters")
+        if len(name) > TASK_NAME_MAX:
+            problems.append(f"a task name has at most {TASK_NAME_MAX} characters (this one has {len(name)})")
+        if name != name.strip():
+            problems.append("a task name may not start or end with a blank")
+        if name.casefold() in {n.casefold() for n in existing}:
+            problems.append(f'a task named "{name}" already exists; choose another name')
+    return [Problem("name", p) for p in problems]
+
+
+def is_address(value: str) -> bool:
+    return bool(_ADDRESS_RE.match(value))
+
+
+def _check_port(where: str, port: object) -> list[Problem]:
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        return [Problem(where, f"a port is a number from 1 to 65535, not {port!r}")]
+    return []
+
+
+def _check_choice(where: str, value: str, allowed: Iterable[str]) -> list[Problem]:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        return [Problem(where, f"{value!r} is not one of {', '.join(repr(a) for a in allowed)}")]
+    return []
+
+
+def _check_host(where: str, host: str) -> list[Problem]:
+    if not host:
+        return [Problem(where, "the server address is missing (a host name or an IP address)")]
+    if not _HOST_RE.match(host):
+        return [Problem(where, f"{host!r} is not a host name or IP address")]
+    return []
+
+
+def _check_fingerprint(where: str, value: str) -> list[Problem]:
+    if value and not _FINGERPRINT_RE.match(value):
+        return [Problem(where, 'a pinned certificate is written "sha256:" followed by 32 hex pairs separated by ":"')]
+    return []
+
+
+def _check_time(where: str, value: str) -> list[Problem]:
+    if not _TIME_RE.match(value):
+        return [Problem(where, f"{value!r} is not a time of day written HH:MM (24-hour clock)")]
+    return []
+
+
+def _check_recipients(where: str, recipients: list[str]) -> list[Problem]:
+    return [
+        Problem(f"{where}[{i}]", f"{r!r} is not an e-mail address (user@domain)")
+        for i, r in enumerate(recipients)
+        if not is_address(r)
+    ]
+
+
+def _check_keywords(where: str, keywords: list[str]) -> list[Problem]:
+    from mailmig_tui.engine.folders import compile_keyword
+
+    problems = []
+    for i, kw in enumerate(keywords):
+        try:
+            compile_keyword(kw)
+        except ValueError as exc:
+            problems.append(Problem(f"{where}[{i}]", str(exc)))
+    return problems
+
+
+def validate_source(src: Source) -> list[Problem]:
+    p = _check_choice("source.type", src.type, SOURCE_TYPES)
+    if src.type == "imap":
+        p += _check_host("source.host", src.host)
+        p += _check_port("source.port", src.port)
+        p += _check_choice("source.security", src.security, SECURITY_MODES)
+        p += _check_fingerprint("source.tls_fingerprint", src.tls_fingerprint)
+        d = src.delegate
+        if d.enabled:
+            p += _check_choice("source.delegate.method", d.method, DELEGATE_METHODS)
+            if not d.login:
+                p.append(Problem("source.delegate.login", "the delegate account's login is missing"))
+            if d.method == "template" and "{user}" not in d.template:
+                p.append(
+                    Problem(
+                        "source.delegate.template",
+                        'the login template must contain "{user}", e.g. "{user}*{delegate}"',
+                    )
+                )
+    elif src.type == "google":
+        if not src.key_file:
+            p.append(
+                Problem(
+                    "source.key_file",
+                    "choose the service-account key file (JSON) of the Google Cloud project",
+                )
+            )
+        p += _check_choice("source.label_strategy", src.label_strategy, LABEL_STRATEGIES)
+        if src.quota_units_per_minute < 1:
+            p.append(Problem("source.quota_units_per_minute", "the quota must be at least 1 unit per minute"))
+        if not src.api_endpoint.startswith(("https://", "http://")):
+            p.append(Problem("source.api_endpoint", "the API endpoint is an http(s) URL"))
+    elif src.type == "microsoft365":
+        if not src.tenant:
+            p.append(Problem("source.tenant", "the tenant (directory) id or domain is missing"))
+        if not src.client_id:
+            p.append(Problem("source.client_id", "the application (client) id is missing"))
+        p += _check_choice("source.auth", src.auth, M365_AUTH_MODES)
+        for name in ("authority", "graph_url"):
+            if not getattr(src, name).startswith(("https://", "http://")):
+                p.append(Problem(f"source.{name}", "this is an http(s) URL"))
+    return p
+
+
+def validate_user(user: User, src: Source, where: str = "user") -> list[Problem]:
+    """The per-account rules shared by the user-list editor and the CSV import."""
+    p: list[Problem] = []
+    for name in ("source", "destination"):
+        value = getattr(user, name)
+        if not value.strip():
+            p.append(Problem(f"{where}.{name}", f"the {name} account is missing"))
+        elif ":" in value:
+            p.append(Problem(f"{where}.{name}", f'an account may not contain ":" ({value!r})'))
+        elif any(c.isspace() for c in value.strip()):
+            p.append(Problem(f"{where}.{name}", f"an account may not contain blanks ({value!r})"))
+    if src.type in ("google", "microsoft365") and user.source.strip() and not is_address(user.source.strip()):
+        label = SOURCE_TYPE_LABELS[src.type]
+        p.append(Problem(f"{where}.source", f"{label} accounts are full addresses (user@domain), not {user.source!r}"))
+    if not user.password and needs_source_password(src):
+        p.append(
+            Problem(
+                f"{where}.password",
+                "a password is needed for this account (or enable the delegate account in the task's General tab)",
+            )
+        )
+    return p
+
+
+def needs_source_password(src: Source) -> bool:
+    return src.type == "imap" and not src.delegate.enabled
+
+
+def validate_task(task: Task, *, existing_names: Iterable[str] = (), settings: Settings | None = None) -> list[Problem]:
+    """Every problem of a task; an empty list means it can be saved and run."""
+    p = validate_task_name(task.name, existing_names)
+    p += validate_source(task.source)
+    run = task.run
+    if not isinstance(run.accounts_per_period, int) or run.accounts_per_period < 0:
+        p.append(Problem("run.accounts_per_period", "accounts per period is 0 (all) or a positive number"))
+    if not isinstance(run.concurrency, int) or not 1 <= run.concurrency <= 64:
+        p.append(Problem("run.concurrency", "concurrency is a number from 1 to 64"))
+    s = task.schedule
+    for i, day in enumerate(s.days):
+        if day not in DAYS:
+            p.append(Problem(f"schedule.days[{i}]", f"{day!r} is not a day; use {', '.join(DAYS)}"))
+    if s.enabled and not s.days:
+        p.append(Problem("schedule.days", "a schedule needs at least one day"))
+    p += _check_time("schedule.start", s.start)
+    if s.end:
+        p += _check_time("schedule.end", s.end)
+    if not 0 <= s.repeat_hours <= 23:
+        p.append(Problem("schedule.repeat_hours", "repeat every 0 (run once) to 23 hours"))
+    f = task.filters
+    if f.skip_before and f.skip_after and f.skip_after < f.skip_before:
+        p.append(
+            Problem(
+                "filters.skip_after",
+                f"skip-after ({f.skip_after}) is before skip-before ({f.skip_before}): no mail would be migrated",
+            )
+        )
+    if f.max_size_kb < 0:
+        p.append(Problem("filters.max_size_kb", "the maximum size is 0 (no limit) or a number of KB"))
+    mb = f.mailboxes
+    p += _check_choice("filters.mailboxes.policy", mb.policy, FILTER_POLICIES)
+    p += _check_keywords("filters.mailboxes.keywords", mb.keywords)
+    p += _check_keywords("filters.mailboxes.exceptions", mb.exceptions)
+    if mb.enabled and not mb.keywords:
+        p.append(Problem("filters.mailboxes.keywords", "the mailbox filter is on but has no keyword"))
+    n = task.notifications
+    p += _check_recipients("notifications.success_to", n.success_to)
+    p += _check_recipients("notifications.failure_to", n.failure_to)
+    if n.on_success and not n.success_to:
+        p.append(Problem("notifications.success_to", "success notifications are on but nobody receives them"))
+    if n.on_failure and not n.failure_to:
+        p.append(Problem("notifications.failure_to", "failure notifications are on but nobody receives them"))
+    if (n.on_success or n.on_failure) and settings is not None and not settings.smtp.host:
+        p.append(
+            Problem(
+                "notifications",
+                "notifications need the SMTP relay: set it in Settings (settings.toml [smtp])",
+            )
+        )
+    seen: dict[str, int] = {}
+    for i, user in enumerate(task.users):
+        p += validate_user(user, task.source, f"users[{i}]")
+        key = account_key(user.source)
+        if key in seen:
+            p.append(Problem(f"users[{i}].source", f"{user.source!r} is listed twice (also users[{seen[key]}])"))
+        seen.setdefault(key, i)
+    if settings is not None and settings.destination.auth == "per-user":
+        for i, user in enumerate(task.users):
+            if not user.destination_password:
+                p.append(
+                    Problem(
+                        f"users[{i}].destination_password",
+                        "the destination logs in per user: give this account's destination password (4th CSV column)",
+                    )
+                )
+    return p
+
+
+def validate_settings(settings: Settings) -> list[Problem]:
+    d = settings.destination
+    p = _check_host("destination.host", d.host)
+    p += _check_port("destination.port", d.port)
+    p += _check_choice("destination.security", d.security, SECURITY_MODES)
+    p += _check_fingerprint("destination.tls_fingerprint", d.tls_fingerprint)
+    p += _check_choice("destination.auth", d.auth, DEST_AUTH_MODES)
+    if d.auth in ("master", "authzid") and not d.login:
+        p.append(Problem("destination.login", "the master/admin login is missing"))
+    if d.auth == "master" and len(d.master_separator) != 1:
+        p.append(Problem("destination.master_separator", 'the master-user separator is one character, usually "*"'))
+    s = settings.smtp
+    if s.host:
+        p += _check_host("smtp.host", s.host)
+        p += _check_port("smtp.port", s.port)
+        p += _check_choice("smtp.security", s.security, SECURITY_MODES)
+        if not is_address(s.sender):
+            p.append(Problem("smtp.sender", "the sender is an e-mail address (user@domain) notifications come from"))
+    return p
+
+
+# --------------------------------------------------------------------------------------------
+# Conversion between dataclasses and plain dicts (the TOML shape of DESIGN.md §7).
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """The TOML shape of a model object, without secrets and without the user list's passwords."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        if f.metadata.get("secret"):
+            continue
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = to_dict(value)
+        elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+            out[f.name] = [to_dict(v) for v in value]
+        elif value is None:
+            continue
+        else:
+            out[f.name] = list(value) if isinstance(value, list) else value
+    return out
+
+
+def _type_name(t: Any) -> str:
+    return {
+        bool: "true or false",
+        int: "a whole number",
+        str: "a string",
+        dt.date: "a date (YYYY-MM-DD)",
+    }.get(t, getattr(t, "__name__", str(t)))
+
+
+def from_dict(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
+    """Build a model dataclass from TOML data, collecting every type problem with its field path."""
+    problems: list[Problem] = []
+    obj = _build(cls, data, where, problems)
+    if problems:
+        raise ValidationError(problems)
+    return obj
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type, data: Any, where: str, problems: list[Problem]) -> Any:
+    if not isinstance(data, Mapping):
+        problems.append(Problem(where, "this must be a table"))
+        return None
+    hints = _field_types(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("secret")}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f'; did you mean "{close[0]}"?' if close else f"; known keys: {', '.join(fields)}"
+            problems.append(Problem(path, f"unknown key{hint}"))
+            continue
+        kwargs[key] = _convert(hints[key], value, path, problems)
+    for name, f in fields.items():
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            problems.append(Problem(f"{where}.{name}" if where else name, "this key is required"))
+    try:
+        return cls(**kwargs)
+    except TypeError:  # a required key was missing: already reported above
+        return None
+
+
+def _convert(hint: Any, value: Any, path: str, problems: list[Problem]) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)][0]
+        return _convert(inner, value, path, problems)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            problems.append(Problem(path, f"this is a list in square brackets, not {value!r}"))
+            return []
+        if dataclasses.is_dataclass(item):
+            return [_build(item, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+        return [_convert(item, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path, problems)
+    if hint is dt.date:
+        if isinstance(value, dt.datetime):
+            problems.append(Problem(path, f"a date without time is expected (YYYY-MM-DD), not {value}"))
+            return None
+        if isinstance(value, dt.date):
+            return value
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                pass
+        problems.append(Problem(path, f"{value!r} is not a date; write it as YYYY-MM-DD without quotes"))
+        return None
+    ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    if not ok:
+        problems.append(Problem(path, f"expected {_type_name(hint)}, not {value!r}"))
+        return hint() if hint in (str, int, bool) else None
+    return value

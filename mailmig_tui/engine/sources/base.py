@@ -1,0 +1,107 @@
+"""The one protocol every source (IMAP, Gmail API, Microsoft Graph) implements for the engine.
+
+The engine asks a source, per account: its folders (as :class:`RemoteFolder` with special-use
+attributes), a cheap change marker per folder, the messages of a folder that pass the date
+filters and are not yet known, and the raw octets of messages in batches. Nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mailmig_tui.engine.folders import RemoteFolder
+from mailmig_tui.engine.model import Filters, User
+from mailmig_tui.engine.model import Source as SourceSettings
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    """A folder's identity and change marker: the same marker twice means nothing new to look at."""
+
+    validity: str
+    marker: str
+    messages: int
+
+
+@dataclass(frozen=True)
+class MessageMeta:
+    id: str
+    size: int
+    internaldate: dt.datetime
+    flags: tuple[str, ...] = ()
+    message_id: str | None = None
+
+
+@dataclass
+class Listing:
+    """The messages of a folder still to consider, and the ones the source filtered out, by reason."""
+
+    messages: list[MessageMeta] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    id: str
+    raw: bytes | None  # None: the message vanished from the source meanwhile
+
+
+class Source(Protocol):
+    prefix: str
+    """The path prefix to strip from folder names ("" if none)."""
+
+    def list_folders(self) -> list[RemoteFolder]: ...
+
+    def status(self, folder: RemoteFolder) -> FolderStatus: ...
+
+    def list_messages(self, folder: RemoteFolder, status: FolderStatus, known: set[str], filters: Filters) -> Listing:
+        """Messages not in ``known`` that pass the date filters (server-side where possible)."""
+        ...
+
+    def fetch(self, folder: RemoteFolder, ids: list[str]) -> list[Fetched]:
+        """The raw messages, never changing anything at the source (no \\Seen)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def identity_of(source: SourceSettings, user: User) -> str:
+    """The source an account's state is bound to: another server or tenant means other mail."""
+    account = user.source.strip().casefold()
+    if source.type == "imap":
+        return f"imap://{source.host.casefold()}:{source.port}/{account}"
+    if source.type == "google":
+        return f"google:{account}"
+    return f"microsoft365:{source.tenant.casefold()}/{account}"
+
+
+def fingerprint_of(meta: MessageMeta, raw: bytes | None = None) -> str:
+    """Identity of a message across servers: Message-ID + received time + size, else a content hash.
+
+    Used to recognise mail already at the destination (before the first run, or after a crash
+    between APPEND and the state commit); duplicates inside one folder are matched by count.
+    """
+    if meta.message_id:
+        when = meta.internaldate.astimezone(dt.UTC).strftime("%Y%m%d%H%M%S")
+        key = f"{meta.message_id.strip()}|{when}|{meta.size}"
+        return "m:" + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:40]
+    if raw is None:
+        return ""
+    return "h:" + hashlib.sha256(raw).hexdigest()[:40]
+
+
+def date_window(filters: Filters) -> tuple[dt.date | None, dt.date | None]:
+    """(first kept day, first skipped day after the window): both boundary days are kept."""
+    since = filters.skip_before
+    until = filters.skip_after + dt.timedelta(days=1) if filters.skip_after else None
+    return since, until
+
+
+SKIP_TOO_OLD = "received before the date filter"
+SKIP_TOO_NEW = "received after the date filter"
+SKIP_TOO_BIG = "over the size limit"
+SKIP_EXISTING = "already at the destination"

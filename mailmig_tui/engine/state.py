@@ -1,0 +1,423 @@
+"""Per-task SQLite state: what was copied where, so re-runs copy only what is new and never twice.
+
+One database per task (``data/state/<task>.sqlite``), WAL mode, one connection per thread.
+
+* ``accounts``: one row per source account: the source it is bound to, its status and last run.
+* ``folders``: per account and source folder: the folder's change marker (for IMAP UIDVALIDITY,
+  UIDNEXT and MESSAGES) at the last clean pass, so an unchanged folder costs one STATUS.
+* ``messages``: per source message (account, folder, validity, source id): ``copied`` (with the
+  destination folder, UIDVALIDITY and UID from UIDPLUS) or ``existing`` (it was already at the
+  destination) or ``failed`` (retried next time), plus a content fingerprint.
+* ``runs`` / ``account_runs``: the history the summary and ``report`` show.
+
+A message is recorded in the same transaction as the batch it was appended in. A crash between
+APPEND and COMMIT leaves unclaimed messages at the destination; the next pass finds them by
+fingerprint (see :meth:`StateDB.claimed`) and records them instead of copying them again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    account TEXT PRIMARY KEY,
+    source_identity TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    completed_once INTEGER NOT NULL DEFAULT 0,
+    last_started REAL,
+    last_finished REAL,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS folders (
+    account TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    validity TEXT NOT NULL,
+    marker TEXT NOT NULL,
+    filters TEXT NOT NULL,
+    dest_folder TEXT NOT NULL,
+    skipped TEXT NOT NULL DEFAULT '{}',
+    clean INTEGER NOT NULL DEFAULT 0,
+    updated REAL NOT NULL,
+    PRIMARY KEY (account, folder)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    account TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    validity TEXT NOT NULL,
+    src_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    dest_folder TEXT NOT NULL DEFAULT '',
+    dest_validity INTEGER,
+    dest_uid INTEGER,
+    fingerprint TEXT NOT NULL DEFAULT '',
+    size INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    time REAL NOT NULL,
+    PRIMARY KEY (account, folder, validity, src_id)
+);
+CREATE INDEX IF NOT EXISTS messages_by_dest ON messages (account, dest_folder, status);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL DEFAULT 'running',
+    dry_run INTEGER NOT NULL DEFAULT 0,
+    pid INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS account_runs (
+    run_id INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    status TEXT NOT NULL,
+    folders INTEGER NOT NULL DEFAULT 0,
+    copied INTEGER NOT NULL DEFAULT 0,
+    skipped TEXT NOT NULL DEFAULT '{}',
+    failed INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    duration REAL NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    started REAL NOT NULL,
+    PRIMARY KEY (run_id, account)
+);
+"""
+
+COPIED = "copied"
+EXISTING = "existing"
+FAILED = "failed"
+
+
+class StateMismatch(Exception):
+    """The stored state belongs to another source than the task now names."""
+
+
+@dataclass(frozen=True)
+class FolderRow:
+    validity: str
+    marker: str
+    filters: str
+    dest_folder: str
+    skipped: Counter[str]
+    clean: bool
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    folder: str
+    validity: str
+    src_id: str
+    status: str
+    dest_folder: str = ""
+    dest_validity: int | None = None
+    dest_uid: int | None = None
+    fingerprint: str = ""
+    size: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AccountSummary:
+    account: str
+    destination: str
+    status: str
+    completed_once: bool
+    folders: int
+    copied: int
+    existing: int
+    skipped: Counter[str]
+    failed: int
+    bytes: int
+    last_started: float | None
+    last_finished: float | None
+    last_duration: float
+    last_error: str
+
+
+class StateDB:
+    """A connection to one task's state database. Not shared between threads: open one per thread."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        if readonly:
+            # A dry run reads what exists and writes nothing anywhere: no file is created.
+            target = f"file:{path}?mode=ro" if path.exists() else "file::memory:"
+            self._db = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False)
+            if path.exists():
+                return
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=60000")
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> StateDB:
+        return cls(path, readonly=True)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ----------------------------------------------------------------------------------------
+    # Accounts.
+
+    def bind_account(self, account: str, identity: str, destination: str) -> None:
+        """Tie an account's state to its source; refuse to reuse state made with another source."""
+        with self.transaction() as db:
+            row = db.execute("SELECT source_identity FROM accounts WHERE account = ?", (account,)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO accounts(account, source_identity, destination) VALUES (?, ?, ?)",
+                    (account, identity, destination),
+                )
+            elif row[0] != identity:
+                raise StateMismatch(
+                    f"the saved state of {account} was made with source {row[0]}, but the task now reads "
+                    f"{identity}. To start over from the new source, run: mailmig-tui forget TASK --account {account} "
+                    "(mail already at the destination is still recognised and not copied twice)"
+                )
+            else:
+                db.execute("UPDATE accounts SET destination = ? WHERE account = ?", (destination, account))
+
+    def account_status(self, account: str) -> tuple[str, bool] | None:
+        row = self._db.execute("SELECT status, completed_once FROM accounts WHERE account = ?", (account,)).fetchone()
+        return (row[0], bool(row[1])) if row else None
+
+    def set_account_status(self, account: str, status: str, *, error: str = "") -> None:
+        now = time.time()
+        with self.transaction() as db:
+            if status == "running":
+                db.execute(
+                    "UPDATE accounts SET status = ?, last_started = ?, last_error = '' WHERE account = ?",
+                    (status, now, account),
+                )
+            else:
+                db.execute(
+                    "UPDATE accounts SET status = ?, last_finished = ?, last_error = ?, "
+                    "completed_once = completed_once OR ? WHERE account = ?",
+                    (status, now, error, status == "complete", account),
+                )
+
+    def forget(self, account: str | None = None) -> None:
+        """Drop the state of one account (or all): the next run rescans and matches by fingerprint."""
+        with self.transaction() as db:
+            for table in ("accounts", "folders", "messages"):
+                if account is None:
+                    db.execute(f"DELETE FROM {table}")
+                else:
+                    db.execute(f"DELETE FROM {table} WHERE account = ?", (account,))
+
+    # ----------------------------------------------------------------------------------------
+    # Folders and messages.
+
+    def folder(self, account: str, folder: str) -> FolderRow | None:
+        row = self._db.execute(
+            "SELECT validity, marker, filters, dest_folder, skipped, clean FROM folders WHERE account = ? AND folder = ?",
+            (account, folder),
+        ).fetchone()
+        if row is None:
+            return None
+        return FolderRow(row[0], row[1], row[2], row[3], Counter(json.loads(row[4])), bool(row[5]))
+
+    def save_folder(
+        self,
+        account: str,
+        folder: str,
+        *,
+        validity: str,
+        marker: str,
+        filters: str,
+        dest_folder: str,
+        skipped: Counter[str],
+        clean: bool,
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO folders(account, folder, validity, marker, filters, dest_folder, skipped, clean, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (account, folder, validity, marker, filters, dest_folder, json.dumps(skipped), clean, time.time()),
+            )
+
+    def known_ids(self, account: str, folder: str, validity: str) -> set[str]:
+        """Source ids already at the destination (copied, or found there)."""
+        rows = self._db.execute(
+            "SELECT src_id FROM messages WHERE account = ? AND folder = ? AND validity = ? AND status != ?",
+            (account, folder, validity, FAILED),
+        )
+        return {r[0] for r in rows}
+
+    def known_fingerprints(self, account: str, folder: str) -> Counter[str]:
+        """Fingerprints recorded for a source folder under any validity (to recognise a renumbered folder)."""
+        rows = self._db.execute(
+            "SELECT fingerprint, validity FROM messages WHERE account = ? AND folder = ? AND status != ? AND fingerprint != ''",
+            (account, folder, FAILED),
+        )
+        return Counter(r[0] for r in rows)
+
+    def record(self, account: str, rows: Iterable[MessageRow]) -> None:
+        """Record a batch of message outcomes in one transaction."""
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO messages(account, folder, validity, src_id, status, dest_folder, dest_validity, "
+                "dest_uid, fingerprint, size, reason, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        account,
+                        r.folder,
+                        r.validity,
+                        r.src_id,
+                        r.status,
+                        r.dest_folder,
+                        r.dest_validity,
+                        r.dest_uid,
+                        r.fingerprint,
+                        r.size,
+                        r.reason,
+                        now,
+                    )
+                    for r in rows
+                ],
+            )
+
+    def claimed(self, account: str, dest_folder: str, dest_validity: int) -> tuple[set[int], Counter[str]]:
+        """What this task already owns in a destination folder.
+
+        Returns the destination UIDs recorded for it (under the folder's current UIDVALIDITY), and the
+        fingerprints of recorded messages whose UID is unknown (no UIDPLUS, or the folder was recreated):
+        those are matched by count against the destination's unclaimed messages.
+        """
+        uids: set[int] = set()
+        unknown: Counter[str] = Counter()
+        rows = self._db.execute(
+            "SELECT dest_uid, dest_validity, fingerprint FROM messages WHERE account = ? AND dest_folder = ? AND status != ?",
+            (account, dest_folder, FAILED),
+        )
+        for uid, validity, fingerprint in rows:
+            if uid is not None and validity == dest_validity:
+                uids.add(uid)
+            else:
+                unknown[fingerprint] += 1
+        return uids, unknown
+
+    # ----------------------------------------------------------------------------------------
+    # Runs and summaries.
+
+    def start_run(self, dry_run: bool) -> int:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET status = 'interrupted', finished = started WHERE finished IS NULL AND pid != ?",
+                (os.getpid(),),
+            )
+            cur = db.execute(
+                "INSERT INTO runs(started, dry_run, pid) VALUES (?, ?, ?)", (time.time(), dry_run, os.getpid())
+            )
+            return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, status: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET finished = ?, status = ? WHERE id = ?", (time.time(), status, run_id))
+
+    def record_account_run(self, run_id: int, result: Any, started: float) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO account_runs(run_id, account, status, folders, copied, skipped, failed, bytes, "
+                "duration, error, started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    result.account,
+                    result.status,
+                    result.folders,
+                    result.copied,
+                    json.dumps(dict(result.skipped)),
+                    result.failed,
+                    result.bytes,
+                    result.duration,
+                    result.error,
+                    started,
+                ),
+            )
+
+    def last_run(self) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT id, started, finished, status, dry_run FROM runs WHERE dry_run = 0 ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return {"id": row[0], "started": row[1], "finished": row[2], "status": row[3]}
+
+    def summaries(self) -> dict[str, AccountSummary]:
+        """Per account: totals from the message records plus the latest run's figures."""
+        out: dict[str, AccountSummary] = {}
+        accounts = self._db.execute(
+            "SELECT account, destination, status, completed_once, last_started, last_finished, last_error FROM accounts"
+        ).fetchall()
+        for account, destination, status, completed_once, started, finished, error in accounts:
+            counts = dict(
+                self._db.execute(
+                    "SELECT status, COUNT(*) FROM messages WHERE account = ? GROUP BY status", (account,)
+                ).fetchall()
+            )
+            copied_bytes = self._db.execute(
+                "SELECT COALESCE(SUM(size), 0) FROM messages WHERE account = ? AND status = ?", (account, COPIED)
+            ).fetchone()[0]
+            skipped: Counter[str] = Counter()
+            folders = 0
+            for (raw,) in self._db.execute("SELECT skipped FROM folders WHERE account = ?", (account,)):
+                skipped.update(json.loads(raw))
+                folders += 1
+            if counts.get(EXISTING):
+                skipped["already at the destination"] += counts[EXISTING]
+            last = self._db.execute(
+                "SELECT duration FROM account_runs WHERE account = ? ORDER BY run_id DESC LIMIT 1", (account,)
+            ).fetchone()
+            out[account] = AccountSummary(
+                account=account,
+                destination=destination,
+                status=status,
+                completed_once=bool(completed_once),
+                folders=folders,
+                copied=counts.get(COPIED, 0),
+                existing=counts.get(EXISTING, 0),
+                skipped=skipped,
+                failed=counts.get(FAILED, 0),
+                bytes=int(copied_bytes),
+                last_started=started,
+                last_finished=finished,
+                last_duration=float(last[0]) if last else 0.0,
+                last_error=error,
+            )
+        return out
+
+    def failed_messages(self, account: str) -> list[tuple[str, str, str]]:
+        return self._db.execute(
+            "SELECT folder, src_id, reason FROM messages WHERE account = ? AND status = ? ORDER BY folder, src_id",
+            (account, FAILED),
+        ).fetchall()

@@ -1,0 +1,406 @@
+"""Where mailmig-tui keeps its files, and reading/writing them (DESIGN.md §7).
+
+Layout (under ``$MAILMIG_HOME`` when set, else the platformdirs locations)::
+
+    config/settings.toml            destination server and SMTP relay
+    config/tasks/<task>.toml        one task, no secrets
+    config/secrets/settings.toml    destination / SMTP passwords            (0600, dir 0700)
+    config/secrets/<task>.toml      source passwords, delegate password…    (0600, dir 0700)
+    data/state/<task>.sqlite        what was copied
+    logs/<task>.log                 one line per event
+
+Every write is atomic (temp file, fsync, rename), so a crash leaves the old file or the new one.
+A file that cannot be used raises :class:`ConfigError` naming the file, the line or field, and the fix;
+the file itself is never touched by a failed load.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import re
+import stat
+import tempfile
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import tomli_w
+
+from mailmig_tui.engine.model import (
+    Problem,
+    Settings,
+    Task,
+    ValidationError,
+    account_key,
+    from_dict,
+    to_dict,
+    validate_task_name,
+)
+
+APP_NAME = "mailmig-tui"
+HOME_ENV = "MAILMIG_HOME"
+
+
+class ConfigError(Exception):
+    """A configuration or secrets file that cannot be used, with where and how to fix it."""
+
+    def __init__(self, path: Path | str, problems: Iterable[Problem | str], line: int | None = None) -> None:
+        self.path = Path(path)
+        self.problems = [p if isinstance(p, Problem) else Problem("", p) for p in problems]
+        self.line = line
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        where = str(self.path) + (f", line {self.line}" if self.line else "")
+        if len(self.problems) == 1:
+            return f"{where}: {self.problems[0]}"
+        return where + ":\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+
+@dataclass(frozen=True)
+class Paths:
+    config: Path
+    data: Path
+    logs: Path
+
+    @property
+    def tasks_dir(self) -> Path:
+        return self.config / "tasks"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.config / "secrets"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.data / "state"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.config / "settings.toml"
+
+    @property
+    def settings_secrets_file(self) -> Path:
+        return self.secrets_dir / "settings.toml"
+
+    def task_file(self, name: str) -> Path:
+        return self.tasks_dir / f"{name}.toml"
+
+    def task_secrets_file(self, name: str) -> Path:
+        return self.secrets_dir / f"{name}.toml"
+
+    def state_file(self, name: str) -> Path:
+        return self.state_dir / f"{name}.sqlite"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+
+def paths() -> Paths:
+    """The locations in force: ``$MAILMIG_HOME/{config,data,logs}`` or the platform's own."""
+    home = os.environ.get(HOME_ENV)
+    if home:
+        base = Path(home).expanduser()
+        return Paths(base / "config", base / "data", base / "logs")
+    return Paths(
+        Path(platformdirs.user_config_dir(APP_NAME)),
+        Path(platformdirs.user_data_dir(APP_NAME)),
+        Path(platformdirs.user_log_dir(APP_NAME)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Low-level file handling.
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _read_toml(path: Path, *, quote_lines: bool = True) -> dict[str, Any]:
+    """The parsed file; ``quote_lines=False`` keeps the offending line (a password) out of the error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            path, [f"the file is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"]
+        ) from None
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = _error_line(str(exc))
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        fix = _toml_fix_hint(text, line) if quote_lines else ""
+        raise ConfigError(path, [f"TOML syntax error: {reason}{fix}"], line=line) from None
+
+
+def _error_line(message: str) -> int | None:
+    m = re.search(r"line (\d+)", message)
+    return int(m.group(1)) if m else None
+
+
+def _toml_fix_hint(text: str, line: int | None) -> str:
+    if not line:
+        return ""
+    lines = text.splitlines()
+    if not 0 < line <= len(lines):
+        return ""
+    src = lines[line - 1].strip()
+    hint = f" — the line reads: {src[:80]!r}"
+    if re.match(r"^[\w.\"-]+\s*=\s*[^\"'\[\{\d\-tf+in]", src):
+        hint += '; text values need double quotes, e.g. key = "value"'
+    return hint
+
+
+def _line_of(text: str, field: str) -> int | None:
+    """Best-effort line of a dotted field path (``source.port``, ``users[2].source``) in TOML text."""
+    parts = re.findall(r"([^.\[\]]+)(?:\[(\d+)\])?", field)
+    if not parts:
+        return None
+    key = parts[-1][0]
+    table = ".".join(name for name, _ in parts[:-1])
+    index = int(parts[-2][1]) if len(parts) > 1 and parts[-2][1] else None
+    lines = text.splitlines()
+    in_table = table == ""
+    seen = 0
+    for number, raw in enumerate(lines, start=1):
+        s = raw.strip()
+        header = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$", s)
+        if header:
+            in_table = header.group(1) == table
+            if in_table and index is not None:
+                in_table = seen == index
+                seen += 1
+            continue
+        if in_table and re.match(rf"^{re.escape(key)}\s*=", s):
+            return number
+    return None
+
+
+def _check_private(path: Path) -> None:
+    st = path.stat()
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            path,
+            [
+                f"this secrets file can be read by other users (mode {stat.S_IMODE(st.st_mode):04o}); "
+                f"mailmig-tui refuses to use it. Fix: chmod 600 {path}"
+            ],
+        )
+
+
+def read_secrets(path: Path) -> dict[str, Any]:
+    """A secrets file's content, or {} when there is none; refuses group/world-readable files."""
+    if not path.exists():
+        return {}
+    _check_private(path)
+    return _read_toml(path, quote_lines=False)
+
+
+def write_secrets(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    atomic_write(path, tomli_w.dumps(_prune(data)).encode(), mode=0o600)
+
+
+def _prune(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop empty values and empty tables so secrets files hold only what is set."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            inner = _prune(value)
+            if inner:
+                out[key] = inner
+        elif value not in ("", None):
+            out[key] = value
+    return out
+
+
+def _raise_validation(path: Path, text: str, exc: ValidationError) -> None:
+    lines = [_line_of(text, p.field) for p in exc.problems]
+    problems = [
+        Problem(p.field + (f" (line {ln})" if ln and len(exc.problems) > 1 else ""), p.message)
+        for p, ln in zip(exc.problems, lines, strict=True)
+    ]
+    raise ConfigError(path, problems, line=lines[0] if len(exc.problems) == 1 else None) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks.
+
+
+def list_tasks(p: Paths | None = None) -> list[str]:
+    """Names of the saved tasks, sorted."""
+    p = p or paths()
+    if not p.tasks_dir.is_dir():
+        return []
+    return sorted(f.stem for f in p.tasks_dir.glob("*.toml") if f.is_file())
+
+
+def task_exists(name: str, p: Paths | None = None) -> bool:
+    return (p or paths()).task_file(name).exists()
+
+
+def load_task(name: str, p: Paths | None = None) -> Task:
+    """The task with its secrets merged in; ConfigError when a file is missing or broken."""
+    p = p or paths()
+    path = p.task_file(name)
+    problems = validate_task_name(name)
+    if problems:
+        raise ConfigError(path, problems)
+    if not path.exists():
+        raise ConfigError(path, [f'there is no task named "{name}" (see "mailmig-tui list")'])
+    data = _read_toml(path)
+    try:
+        task: Task = from_dict(Task, data)
+    except ValidationError as exc:
+        _raise_validation(path, path.read_text(encoding="utf-8"), exc)
+    if task.name != name:
+        raise ConfigError(
+            path,
+            [Problem("name", f'the file is {path.name} but its name is "{task.name}"; make them the same')],
+            line=_line_of(path.read_text(encoding="utf-8"), "name"),
+        )
+    _merge_task_secrets(task, read_secrets(p.task_secrets_file(name)), p.task_secrets_file(name))
+    return task
+
+
+def _merge_task_secrets(task: Task, secrets: Mapping[str, Any], path: Path) -> None:
+    def text(table: Any, key: str, where: str) -> str:
+        if not isinstance(table, Mapping):
+            raise ConfigError(path, [Problem(where, "this must be a table")])
+        value = table.get(key, "")
+        if not isinstance(value, str):
+            raise ConfigError(path, [Problem(f"{where}.{key}", "a password is a quoted string")])
+        return value
+
+    task.source.delegate.password = text(secrets.get("delegate", {}), "password", "delegate")
+    task.source.client_secret = text(secrets.get("microsoft365", {}), "client_secret", "microsoft365")
+    users = secrets.get("users", {})
+    if not isinstance(users, Mapping):
+        raise ConfigError(path, [Problem("users", "this must be a table of accounts")])
+    by_key = {account_key(k): v for k, v in users.items()}
+    for user in task.users:
+        entry = by_key.get(account_key(user.source), {})
+        where = f'users."{user.source}"'
+        user.password = text(entry, "password", where)
+        user.destination_password = text(entry, "destination_password", where)
+
+
+_SOURCE_KEYS = {
+    "imap": ("host", "port", "security", "path_prefix", "tls_fingerprint", "delegate"),
+    "google": ("key_file", "label_strategy", "quota_units_per_minute", "api_endpoint"),
+    "microsoft365": ("tenant", "client_id", "auth", "authority", "graph_url", "certificate_file"),
+}
+
+
+def task_toml(task: Task) -> str:
+    """The task file's text: the source keys of its server type only, users as ``[[users]]`` tables."""
+    data = to_dict(task)
+    users = data.pop("users", [])
+    keep = _SOURCE_KEYS.get(task.source.type, ())
+    data["source"] = {k: v for k, v in data["source"].items() if k == "type" or k in keep}
+    text = tomli_w.dumps(data)
+    for user in users:
+        text += "\n[[users]]\n" + tomli_w.dumps(user)
+    return text
+
+
+def task_secrets(task: Task) -> dict[str, Any]:
+    return {
+        "delegate": {"password": task.source.delegate.password},
+        "microsoft365": {"client_secret": task.source.client_secret},
+        "users": {
+            u.source: {"password": u.password, "destination_password": u.destination_password} for u in task.users
+        },
+    }
+
+
+def save_task(task: Task, p: Paths | None = None, *, old_name: str | None = None) -> None:
+    """Write the task (and its secrets) atomically; ``old_name`` renames an existing task."""
+    p = p or paths()
+    problems = validate_task_name(task.name, [n for n in list_tasks(p) if n != old_name])
+    if problems:
+        raise ConfigError(p.task_file(task.name or "?"), problems)
+    atomic_write(p.task_file(task.name), task_toml(task).encode())
+    write_secrets(p.task_secrets_file(task.name), task_secrets(task))
+    if old_name and old_name != task.name:
+        _rename_companions(p, old_name, task.name)
+        delete_task(old_name, p)
+
+
+def _rename_companions(p: Paths, old: str, new: str) -> None:
+    for old_path, new_path in ((p.state_file(old), p.state_file(new)), (p.log_file(old), p.log_file(new))):
+        if old_path.exists() and not new_path.exists():
+            new_path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(old_path, new_path)
+
+
+def delete_task(name: str, p: Paths | None = None, *, with_state: bool = False) -> None:
+    p = p or paths()
+    files = [p.task_file(name), p.task_secrets_file(name)]
+    if with_state:
+        files += [p.state_file(name), p.log_file(name)]
+    for f in files:
+        f.unlink(missing_ok=True)
+
+
+def copy_task(task: Task, new_name: str) -> Task:
+    """A duplicate of ``task`` under another name (users and secrets included)."""
+    return dataclasses.replace(copy.deepcopy(task), name=new_name)
+
+
+# --------------------------------------------------------------------------------------------
+# Settings.
+
+
+def load_settings(p: Paths | None = None) -> Settings:
+    p = p or paths()
+    data = _read_toml(p.settings_file) if p.settings_file.exists() else {}
+    try:
+        settings: Settings = from_dict(Settings, data)
+    except ValidationError as exc:
+        _raise_validation(p.settings_file, p.settings_file.read_text(encoding="utf-8"), exc)
+    secrets = read_secrets(p.settings_secrets_file)
+    for section in ("destination", "smtp"):
+        table = secrets.get(section, {})
+        value = table.get("password", "") if isinstance(table, Mapping) else None
+        if not isinstance(value, str):
+            raise ConfigError(
+                p.settings_secrets_file, [Problem(f"{section}.password", "a password is a quoted string")]
+            )
+        getattr(settings, section).password = value
+    return settings
+
+
+def save_settings(settings: Settings, p: Paths | None = None) -> None:
+    p = p or paths()
+    atomic_write(p.settings_file, tomli_w.dumps(to_dict(settings)).encode())
+    write_secrets(
+        p.settings_secrets_file,
+        {"destination": {"password": settings.destination.password}, "smtp": {"password": settings.smtp.password}},
+    )
