@@ -395,6 +395,34 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from mailmig_tui.engine.scheduler import Scheduler, print_sink
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        print_sink(events.LogLine("scheduler", severity="info", text=f"signal {signum}: stopping the runs cleanly"))
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    Scheduler(print_sink).serve(stop, once=args.once, tick_s=args.tick)
+    return EXIT_OK
+
+
+def cmd_test_smtp(args: argparse.Namespace) -> int:
+    from mailmig_tui.engine import notify
+
+    settings = store.load_settings()
+    to = args.to or [settings.smtp.sender]
+    try:
+        notify.send(settings.smtp, notify.test_message(settings.smtp, to))
+    except notify.NotifyError as exc:
+        raise CliError(str(exc), EXIT_SOME_FAILED) from None
+    print(f"Test message sent to {', '.join(to)} through {settings.smtp.host}:{settings.smtp.port}.")
+    return EXIT_OK
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     from mailmig_tui.app import MailmigApp
 
@@ -458,6 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("forget", cmd_forget, "drop the saved state of a task's accounts (after pointing it at another source)")
     p.add_argument("task")
     p.add_argument("--account", action="append", metavar="A", help="only this source account (repeatable)")
+    p = add("scheduler", cmd_scheduler, "start scheduled tasks when due (runs in the foreground; for systemd or tmux)")
+    p.add_argument("--once", action="store_true", help="run whatever is due now, wait for it, and exit (for cron)")
+    p.add_argument("--tick", type=float, default=20.0, help=argparse.SUPPRESS)
+    p = add("test-smtp", cmd_test_smtp, "send a test message through the SMTP relay of the settings")
+    p.add_argument("--to", action="append", metavar="ADDR", help="recipient (repeatable; default: the sender)")
     p = add("export-users", cmd_export_users, "write the user list as CSV on stdout (without passwords)")
     p.add_argument("task")
     p.add_argument("--with-passwords", action="store_true", help="include the passwords (handle the output with care)")

@@ -7,6 +7,7 @@ for one account's failure: each account ends complete, failed (with the reason) 
 from __future__ import annotations
 
 import fcntl
+import imaplib
 import json
 import os
 import socket
@@ -32,6 +33,7 @@ from mailmig_tui.engine.events import (
 from mailmig_tui.engine.logfile import LogWriter, Redactor
 from mailmig_tui.engine.migrate import AccountContext, ByteBudget, Cancelled, FolderReport, Limits, migrate_account
 from mailmig_tui.engine.model import Settings, Task, User, account_key
+from mailmig_tui.engine.notify import Notifier
 from mailmig_tui.engine.sources.base import Source, identity_of
 from mailmig_tui.engine.state import StateDB, StateMismatch
 
@@ -180,6 +182,28 @@ def open_destination(settings: Settings, user: User) -> DestinationMailbox:
 # The run.
 
 
+@dataclass
+class _Run:
+    """What every account of one run shares."""
+
+    task: Task
+    settings: Settings
+    paths: store.Paths
+    dry_run: bool
+    cancel: threading.Event
+    emit: Sink
+    budget: ByteBudget
+    source_factory: Callable[[Task, User], Source]
+    destination_factory: Callable[[Settings, User], DestinationMailbox]
+    limits: Limits
+    notifier: Notifier | None
+    run_id: int = 0
+
+    def open_state(self) -> StateDB:
+        path = self.paths.state_file(self.task.name)
+        return StateDB.open_readonly(path) if self.dry_run else StateDB(path)
+
+
 def run_task(
     task: Task,
     settings: Settings,
@@ -195,51 +219,43 @@ def run_task(
     limits: Limits | None = None,
     budget_bytes: int = DEFAULT_BUDGET,
 ) -> RunResult:
-    """Run ``task`` once. Raises RunError when it cannot start; account failures are in the result."""
+    """Run ``task`` once. Raises RunError when it cannot start; account failures are in the result.
+
+    A dry run takes no lock and writes nothing anywhere (no state, no log, nothing at the destination).
+    """
     p = paths or store.paths()
     cancel = cancel or threading.Event()
     lock = TaskLock(lock_path(p, task.name), by)
     if not dry_run:
         lock.acquire()
+    writer = None if dry_run else LogWriter(p.log_file(task.name), Redactor(secrets_of(task, settings)))
+    emit: Sink = FanOut(*(s for s in (writer, sink) if s is not None))
+    notifier = None if dry_run else Notifier(task, settings.smtp, emit, p.log_file(task.name))
+    run = _Run(
+        task, settings, p, dry_run, cancel, emit, ByteBudget(budget_bytes), source_factory, destination_factory,
+        limits or Limits(), notifier,
+    )  # fmt: skip
     try:
-        return _run_locked(
-            task, settings, p, list(accounts), dry_run, cancel, sink, source_factory, destination_factory,
-            limits or Limits(), budget_bytes,
-        )  # fmt: skip
+        return _run_locked(run, list(accounts))
     finally:
+        if writer is not None:
+            writer.close()
         lock.release()
 
 
-def _run_locked(
-    task: Task,
-    settings: Settings,
-    p: store.Paths,
-    only: list[str],
-    dry_run: bool,
-    cancel: threading.Event,
-    sink: Sink | None,
-    source_factory: Callable[[Task, User], Source],
-    destination_factory: Callable[[Settings, User], DestinationMailbox],
-    limits: Limits,
-    budget_bytes: int,
-) -> RunResult:
-    writer = None if dry_run else LogWriter(p.log_file(task.name), Redactor(secrets_of(task, settings)))
-    emit: Sink = FanOut(*(s for s in (writer, sink) if s is not None))
-    state = StateDB.open_readonly(p.state_file(task.name)) if dry_run else StateDB(p.state_file(task.name))
+def _run_locked(run: _Run, only: list[str]) -> RunResult:
+    task = run.task
+    state = run.open_state()
     try:
         users = choose_accounts(task, state, only)
-        _check_destination(settings)
-        run_id = 0 if dry_run else state.start_run(dry_run)
-        emit(RunStarted(task.name, accounts=tuple(u.source for u in users), dry_run=dry_run))
-        budget = ByteBudget(budget_bytes)
+        _check_destination(run.settings)
+        run.run_id = 0 if run.dry_run else state.start_run(run.dry_run)
+        run.emit(RunStarted(task.name, accounts=tuple(u.source for u in users), dry_run=run.dry_run))
         result = RunResult("completed")
 
         def one(user: User) -> AccountResult:
             reports: list[FolderReport] = []
-            res = _run_account(
-                task, settings, user, p, dry_run, cancel, emit, budget, source_factory, destination_factory, limits,
-                run_id, reports,
-            )  # fmt: skip
+            res = _run_account(run, user, reports)
             result.reports[user.source] = reports
             return res
 
@@ -248,19 +264,17 @@ def _run_locked(
         failed = sum(1 for r in result.accounts if r.status == "failed")
         stopped = sum(1 for r in result.accounts if r.status == "stopped")
         ok = len(result.accounts) - failed - stopped
-        if stopped or cancel.is_set():
+        if stopped or run.cancel.is_set():
             result.status = "stopped"
         elif failed:
             result.status = "failed" if ok == 0 else "partial"
-        result.peak_budget = budget.peak
-        if not dry_run:
-            state.finish_run(run_id, result.status)
-        emit(RunFinished(task.name, status=result.status, succeeded=ok, failed=failed, stopped=stopped))
+        result.peak_budget = run.budget.peak
+        if not run.dry_run:
+            state.finish_run(run.run_id, result.status)
+        run.emit(RunFinished(task.name, status=result.status, succeeded=ok, failed=failed, stopped=stopped))
         return result
     finally:
         state.close()
-        if writer is not None:
-            writer.close()
 
 
 def _check_destination(settings: Settings) -> None:
@@ -272,98 +286,86 @@ def _check_destination(settings: Settings) -> None:
     imapconn.close_quietly(client)
 
 
-def _run_account(
-    task: Task,
-    settings: Settings,
-    user: User,
-    p: store.Paths,
-    dry_run: bool,
-    cancel: threading.Event,
-    emit: Sink,
-    budget: ByteBudget,
-    source_factory: Callable[[Task, User], Source],
-    destination_factory: Callable[[Settings, User], DestinationMailbox],
-    limits: Limits,
-    run_id: int,
-    reports: list[FolderReport],
-) -> AccountResult:
-    key = account_key(user.source)
+def _run_account(run: _Run, user: User, reports: list[FolderReport]) -> AccountResult:
     result = AccountResult(user.source, user.destination)
-    started = time.time()
-    t0 = time.monotonic()
-    state = StateDB.open_readonly(p.state_file(task.name)) if dry_run else StateDB(p.state_file(task.name))
-    ctx = AccountContext(
-        task, settings, user, state, emit, cancel, budget, source_factory, destination_factory, dry_run, limits
-    )
+    state = run.open_state()
     try:
-        if cancel.is_set():
-            result.status = "stopped"
-            return result
-        emit(AccountStarted(task.name, user.source))
-        if not dry_run:
-            try:
-                state.bind_account(key, identity_of(task.source, user), user.destination)
-            except StateMismatch as exc:
-                result.status, result.error = "failed", str(exc)
-                emit(AccountFinished(task.name, user.source, result=result))
-                return result
-            state.set_account_status(key, "running")
-        attempt = 0
-        while True:
-            reports.clear()
-            attempt_result = AccountResult(user.source, user.destination)
-            try:
-                migrate_account(ctx, attempt_result, reports)
-                _merge(result, attempt_result)
-                result.status = "complete" if not cancel.is_set() else "stopped"
-                break
-            except Cancelled:
-                _merge(result, attempt_result)
-                result.status = "stopped"
-                break
-            except imapconn.ImapError as exc:
-                _merge(result, attempt_result)
-                if exc.transient and attempt < RETRIES and not cancel.is_set():
-                    delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
-                    ctx.log(f"{exc}; retrying in {delay:.0f} s (attempt {attempt + 2} of {RETRIES + 1})", "warning")
-                    attempt += 1
-                    if cancel.wait(delay):
-                        result.status = "stopped"
-                        break
-                    continue
-                result.status, result.error = "failed", str(exc)
-                break
-            except (OverQuota, RunConfigError) as exc:
-                _merge(result, attempt_result)
-                result.status, result.error = "failed", str(exc)
-                break
-            except (OSError, EOFError) as exc:
-                _merge(result, attempt_result)
-                if attempt < RETRIES and not cancel.is_set():
-                    ctx.log(f"connection lost ({exc}); retrying", "warning")
-                    attempt += 1
-                    if cancel.wait(BACKOFF_S[min(attempt - 1, len(BACKOFF_S) - 1)]):
-                        result.status = "stopped"
-                        break
-                    continue
-                result.status, result.error = "failed", f"connection lost: {exc}"
-                break
-            except Exception as exc:  # noqa: BLE001 - one account's bug must not stop the others
-                _merge(result, attempt_result)
-                result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
-                ctx.log(f"unexpected error: {result.error}", "error")
-                ctx.log(traceback.format_exc(), "debug")
-                break
-        if result.status == "complete" and result.failed:
-            result.error = f"{result.failed} message(s) could not be copied (they are retried next run)"
-        result.duration = round(time.monotonic() - t0, 3)
-        if not dry_run:
-            state.set_account_status(key, result.status, error=result.error)
-            state.record_account_run(run_id, result, started)
-        emit(AccountFinished(task.name, user.source, result=result))
-        return result
+        _account(run, user, state, result, reports)
     finally:
         state.close()
+    if run.notifier is not None:
+        run.notifier.account_finished(result)
+    return result
+
+
+def _account(run: _Run, user: User, state: StateDB, result: AccountResult, reports: list[FolderReport]) -> None:
+    """One account with bounded retries of transient failures; fills ``result``, emits AccountFinished."""
+    task, cancel, emit = run.task, run.cancel, run.emit
+    key = account_key(user.source)
+    started = time.time()
+    t0 = time.monotonic()
+    ctx = AccountContext(
+        task, run.settings, user, state, emit, cancel, run.budget, run.source_factory, run.destination_factory,
+        run.dry_run, run.limits,
+    )  # fmt: skip
+    if cancel.is_set():
+        result.status = "stopped"
+        return
+    emit(AccountStarted(task.name, user.source))
+    if not run.dry_run:
+        try:
+            state.bind_account(key, identity_of(task.source, user), user.destination)
+        except StateMismatch as exc:
+            result.status, result.error = "failed", str(exc)
+            emit(AccountFinished(task.name, user.source, result=result))
+            return
+        state.set_account_status(key, "running")
+    attempt = 0
+    while True:
+        reports.clear()
+        attempt_result = AccountResult(user.source, user.destination)
+        try:
+            migrate_account(ctx, attempt_result, reports)
+            _merge(result, attempt_result)
+            result.status = "complete" if not cancel.is_set() else "stopped"
+            break
+        except Cancelled:
+            _merge(result, attempt_result)
+            result.status = "stopped"
+            break
+        except (imapconn.ImapError, imaplib.IMAP4.abort, OSError, EOFError) as exc:  # abort: dropped, BYE
+            _merge(result, attempt_result)
+            transient = exc.transient if isinstance(exc, imapconn.ImapError) else True
+            reason = (
+                str(exc) if isinstance(exc, imapconn.ImapError) else f"connection lost: {exc or type(exc).__name__}"
+            )
+            if transient and attempt < RETRIES and not cancel.is_set():
+                delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                attempt += 1
+                ctx.log(f"{reason}; retrying in {delay:g} s (attempt {attempt + 1} of {RETRIES + 1})", "warning")
+                if cancel.wait(delay):
+                    result.status = "stopped"
+                    break
+                continue
+            result.status, result.error = "failed", reason
+            break
+        except (OverQuota, RunConfigError) as exc:
+            _merge(result, attempt_result)
+            result.status, result.error = "failed", str(exc)
+            break
+        except Exception as exc:  # noqa: BLE001 - one account's bug must not stop the others
+            _merge(result, attempt_result)
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+            ctx.log(f"unexpected error: {result.error}", "error")
+            ctx.log(traceback.format_exc(), "debug")
+            break
+    if result.status == "complete" and result.failed:
+        result.error = f"{result.failed} message(s) could not be copied (they are retried next run)"
+    result.duration = round(time.monotonic() - t0, 3)
+    if not run.dry_run:
+        state.set_account_status(key, result.status, error=result.error)
+        state.record_account_run(run.run_id, result, started)
+    emit(AccountFinished(task.name, user.source, result=result))
 
 
 def _merge(total: AccountResult, part: AccountResult) -> None:
