@@ -32,7 +32,6 @@ from mailmig_tui.engine import model
 
 log = logging.getLogger(__name__)
 
-Security = Literal["ssl", "starttls", "none"]
 ErrorKind = Literal["dns", "refused", "timeout", "connection", "tls", "certificate", "auth", "capability", "protocol"]
 
 SECURITY_MODES: tuple[str, ...] = ("ssl", "starttls", "none")
@@ -91,6 +90,9 @@ class ImapError(Exception):
 
     def __repr__(self) -> str:
         return f"ImapError(kind={self.kind!r}, message={self.message!r})"
+
+    def __reduce__(self) -> tuple[type[ImapError], tuple[str, str], dict[str, str]]:
+        return (ImapError, (self.kind, self.message), {"fingerprint": self.fingerprint})
 
 
 @dataclass(frozen=True)
@@ -217,10 +219,10 @@ def connect(ep: Endpoint) -> IMAPClient:
     except Exception as exc:
         raise _error(ep, exc) from exc
     try:
-        if ep.security == "starttls":
-            assert context is not None
-            _starttls(client, ep, context)
         _tune_socket(client.socket(), ep.timeout)
+        if context is not None and ep.security == "starttls":
+            _starttls(client, ep, context)
+            _tune_socket(client.socket(), ep.timeout)
     except Exception as exc:
         _close(client)
         raise _error(ep, exc) from exc
@@ -242,7 +244,7 @@ def _starttls(client: IMAPClient, ep: Endpoint, context: ssl.SSLContext) -> None
         )
     try:
         client.starttls(context)
-    except (imaplib.IMAP4.abort, OSError, _PinMismatch):
+    except imaplib.IMAP4.abort:
         raise
     except imaplib.IMAP4.error as exc:
         raise ImapError("tls", f"{ep.where}: the server refused STARTTLS ({_server_text(exc)})") from exc
