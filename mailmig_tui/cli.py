@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mailmig_tui.engine import events, runner, store, userlist, verify
 from mailmig_tui.engine.model import SOURCE_TYPE_LABELS, Task, account_key, to_dict, validate_settings, validate_task
@@ -120,7 +120,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     task = _load(args.task)
     settings = store.load_settings()
-    problems = validate_task(task, settings=settings) + validate_settings(settings)
+    others = [n for n in store.list_tasks() if n != task.name]
+    problems = validate_task(task, existing_names=others, settings=settings) + validate_settings(settings)
     if args.json:
         _emit_json({"task": task.name, "problems": [{"field": p.field, "message": p.message} for p in problems]})
     elif problems:
@@ -182,9 +183,13 @@ def _skips(counter: dict[str, int]) -> str:
 
 
 class _Printer:
-    """Prints the run's events: log lines as they come, a progress line on a terminal."""
+    """Prints the run's events: log lines as they come, a progress line on a terminal.
 
-    def __init__(self, verbose: bool) -> None:
+    Info lines go to ``out`` (stderr when stdout carries ``--json``), warnings and errors to stderr.
+    """
+
+    def __init__(self, verbose: bool, out: TextIO | None = None) -> None:
+        self.out = out
         self.tty = sys.stderr.isatty()
         self.min = "debug" if verbose else "info"
         self._lock = threading.Lock()
@@ -202,7 +207,7 @@ class _Printer:
             if self.tty:
                 sys.stderr.write("\r\x1b[K")
             where = " ".join(x for x in (event.account, f"[{folder}]" if folder else "") if x)
-            stream = sys.stderr if severity in ("warning", "error") else sys.stdout
+            stream = sys.stderr if severity in ("warning", "error") else (self.out or sys.stdout)
             print(f"{severity.upper():7} {where + ': ' if where else ''}{text}", file=stream, flush=True)
 
 
@@ -239,14 +244,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             accounts=args.account or (),
             dry_run=args.dry_run,
             cancel=cancel,
-            sink=_Printer(args.verbose),
+            sink=_Printer(args.verbose, sys.stderr if args.json else None),
         )
     except runner.RunError as exc:
         raise CliError(str(exc), EXIT_CANNOT_START) from None
     except runner.RunConfigError as exc:
         raise CliError(str(exc)) from None
     if args.dry_run:
-        _print_plan(result)
+        _print_plan(result, sys.stderr if args.json else sys.stdout)
     if args.json:
         _emit_json([_result_dict(r) for r in result.accounts])
     else:
@@ -279,9 +284,9 @@ def _result_dict(r: events.AccountResult) -> dict[str, Any]:
     }
 
 
-def _print_plan(result: runner.RunResult) -> None:
+def _print_plan(result: runner.RunResult, out: TextIO) -> None:
     for account, reports in result.reports.items():
-        print(f"\nPlan for {account} (nothing was written):")
+        print(f"\nPlan for {account} (nothing was written):", file=out)
         for f in reports:
             if f.skip_reason:
                 action = f"skipped: {f.skip_reason}"
@@ -289,9 +294,9 @@ def _print_plan(result: runner.RunResult) -> None:
                 action = "unchanged since the last run"
             else:
                 action = f"copy {f.to_copy} ({_human_bytes(f.to_copy_bytes)}), skip: {_skips(f.skipped)}"
-            print(f"  {f.source} → {f.dest}: {action}")
+            print(f"  {f.source} → {f.dest}: {action}", file=out)
             for note in f.notes:
-                print(f"      note: {note}")
+                print(f"      note: {note}", file=out)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

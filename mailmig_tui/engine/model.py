@@ -321,6 +321,13 @@ def validate_source(src: Source) -> list[Problem]:
         if not src.client_id:
             p.append(Problem("source.client_id", "the application (client) id is missing"))
         p += _check_choice("source.auth", src.auth, M365_AUTH_MODES)
+        if src.auth == "app" and not src.client_secret and not src.certificate_file:
+            p.append(
+                Problem(
+                    "source.client_secret",
+                    "app-only access needs the application's client secret or a certificate file",
+                )
+            )
         for name in ("authority", "graph_url"):
             if not getattr(src, name).startswith(("https://", "http://")):
                 p.append(Problem(f"source.{name}", "this is an http(s) URL"))
@@ -485,6 +492,9 @@ def from_dict(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
     return obj
 
 
+_SECRET_KEYS = {"password", "destination_password", "client_secret"}
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -498,6 +508,11 @@ def _build(cls: type, data: Any, where: str, problems: list[Problem]) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
+        if key in _SECRET_KEYS:
+            problems.append(
+                Problem(path, "passwords and secrets do not belong in this file: put it in config/secrets/ (mode 0600)")
+            )
+            continue
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f'; did you mean "{close[0]}"?' if close else f"; known keys: {', '.join(fields)}"

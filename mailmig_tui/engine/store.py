@@ -353,18 +353,30 @@ def save_task(task: Task, p: Paths | None = None, *, old_name: str | None = None
         delete_task(old_name, p)
 
 
+def _state_files(p: Paths, name: str) -> list[Path]:
+    """The state database with its SQLite WAL companions, which belong to it and travel with it."""
+    db = p.state_file(name)
+    return [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+
+
 def _rename_companions(p: Paths, old: str, new: str) -> None:
-    for old_path, new_path in ((p.state_file(old), p.state_file(new)), (p.log_file(old), p.log_file(new))):
-        if old_path.exists() and not new_path.exists():
-            new_path.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(old_path, new_path)
+    for olds, news in ((_state_files(p, old), _state_files(p, new)), ([p.log_file(old)], [p.log_file(new)])):
+        if any(n.exists() for n in news):
+            continue
+        for old_path, new_path in zip(olds, news, strict=True):
+            if old_path.exists():
+                new_path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(old_path, new_path)
 
 
 def delete_task(name: str, p: Paths | None = None, *, with_state: bool = False) -> None:
     p = p or paths()
+    problems = validate_task_name(name)
+    if problems:  # never let a name like "../settings" reach a path
+        raise ConfigError(p.task_file(name or "?"), problems)
     files = [p.task_file(name), p.task_secrets_file(name)]
     if with_state:
-        files += [p.state_file(name), p.log_file(name)]
+        files += [*_state_files(p, name), p.log_file(name)]
     for f in files:
         f.unlink(missing_ok=True)
 

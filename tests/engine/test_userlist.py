@@ -1,0 +1,307 @@
+"""engine/userlist.py: the CSV user list of DESIGN.md §2."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from mailmig_tui.engine import userlist
+from mailmig_tui.engine.model import Delegate, Source, Task, User
+from mailmig_tui.engine.userlist import ImportRejected, ImportSummary, LineError
+
+IMAP = Source(type="imap", host="mail.acme.example")
+IMAP_DELEGATE = Source(type="imap", host="mail.acme.example", delegate=Delegate(enabled=True, login="admin"))
+GOOGLE = Source(type="google", key_file="/k.json")
+M365 = Source(type="microsoft365", tenant="t", client_id="c")
+
+
+def rows(parsed: userlist.ParsedList) -> list[tuple[int, str, str, str, str]]:
+    return [(n, u.source, u.password, u.destination, u.destination_password) for n, u in parsed.users]
+
+
+def errors(parsed: userlist.ParsedList) -> list[tuple[int, str]]:
+    return [(e.line, e.message) for e in parsed.errors]
+
+
+def test_simple_list_with_line_numbers():
+    parsed = userlist.parse("alice@acme.example,pw1,alice\nbob@acme.example,pw2,bob\n", IMAP)
+    assert parsed.ok
+    assert rows(parsed) == [(1, "alice@acme.example", "pw1", "alice", ""), (2, "bob@acme.example", "pw2", "bob", "")]
+
+
+def test_quoted_comma_and_quotes_in_a_password():
+    parsed = userlist.parse('alice,"pa,ss ""word""",alice\nbob, "x,y",bob\n"carol","""","carol"\n', IMAP)
+    assert rows(parsed) == [
+        (1, "alice", 'pa,ss "word"', "alice", ""),
+        (2, "bob", "x,y", "bob", ""),
+        (3, "carol", '"', "carol", ""),
+    ]
+
+
+def test_blanks_after_a_comma_are_ignored_but_not_inside_quotes():
+    parsed = userlist.parse('alice , pw , alice\nbob," pw ",bob\n', IMAP)
+    assert rows(parsed) == [(1, "alice", "pw ", "alice", ""), (2, "bob", " pw ", "bob", "")]
+
+
+def test_password_with_a_line_break_inside_quotes_keeps_line_numbers():
+    text = 'alice,"line1\nline2\r\nline3",alice\nbob,pw,bob\ncarol:x,pw,carol\n'
+    parsed = userlist.parse(text, IMAP)
+    assert rows(parsed) == [(1, "alice", "line1\nline2\r\nline3", "alice", ""), (4, "bob", "pw", "bob", "")]
+    assert errors(parsed) == [(5, "an account may not contain \":\" ('carol:x')")]
+
+
+def test_crlf_line_endings():
+    parsed = userlist.parse("alice,pw,alice\r\n\r\nbob,pw,bob\r\n", IMAP)
+    assert [n for n, _ in parsed.users] == [1, 3]
+
+
+def test_bom_is_removed():
+    text = userlist.decode("alice@acme.example,pw,alice\n".encode("utf-8-sig"))
+    parsed = userlist.parse(text, GOOGLE)
+    assert rows(parsed) == [(1, "alice@acme.example", "pw", "alice", "")]
+
+
+def test_bom_before_a_header():
+    text = userlist.decode("source,password,destination\nalice,pw,alice\n".encode("utf-8-sig"))
+    parsed = userlist.parse(text, IMAP)
+    assert parsed.header_skipped
+    assert rows(parsed) == [(2, "alice", "pw", "alice", "")]
+
+
+def test_non_ascii_utf8_is_fine():
+    text = userlist.decode("jürgen@acme.example,pässwörd€,jürgen\n".encode())
+    assert rows(userlist.parse(text, IMAP)) == [(1, "jürgen@acme.example", "pässwörd€", "jürgen", "")]
+
+
+def test_blank_lines_are_ignored():
+    parsed = userlist.parse("\n\nalice,pw,alice\n   \n,,\n\nbob,pw,bob\n\n", IMAP)
+    assert parsed.ok
+    assert [n for n, _ in parsed.users] == [3, 7]
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["source,password,destination", "Source Account, Password, Destination Account", "email,password,destination,x"],
+)
+def test_header_line_skipped(header):
+    parsed = userlist.parse(f"{header}\nalice,pw,alice\n", IMAP)
+    assert parsed.header_skipped
+    assert parsed.ok
+    assert [n for n, _ in parsed.users] == [2]
+
+
+def test_header_only_recognised_on_the_first_line():
+    parsed = userlist.parse("alice,pw,alice\nsource,password,destination\n", IMAP)
+    assert not parsed.header_skipped
+    assert [u.source for _, u in parsed.users] == ["alice", "source"]
+
+
+@pytest.mark.parametrize(
+    ("line", "account"), [("al:ice,pw,alice", "al:ice"), ("alice,pw,ali:ce", "ali:ce"), ("a:b@x.y,,a", "a:b@x.y")]
+)
+def test_colon_in_an_account(line, account):
+    parsed = userlist.parse(f"ok,pw,ok\n{line}\n", IMAP_DELEGATE)
+    assert [n for n, _ in parsed.users] == [1]
+    assert errors(parsed) == [(2, f'an account may not contain ":" ({account!r})')]
+
+
+def test_colon_in_a_password_is_fine():
+    assert rows(userlist.parse("alice,p:w,alice\n", IMAP)) == [(1, "alice", "p:w", "alice", "")]
+
+
+@pytest.mark.parametrize(("line", "count"), [("alice", 1), ("alice,pw", 2)])
+def test_missing_field(line, count):
+    parsed = userlist.parse(f"bob,pw,bob\n{line}\n", IMAP)
+    assert errors(parsed) == [(2, f"{count} field(s); expected source account, source password, destination account")]
+
+
+def test_empty_account_fields():
+    parsed = userlist.parse(",pw,alice\nbob,pw,\n", IMAP)
+    assert errors(parsed) == [(1, "the source account is missing"), (2, "the destination account is missing")]
+
+
+def test_more_than_four_fields():
+    parsed = userlist.parse("alice,pw,alice,dpw\nbob,p,w,bob,dpw\n", IMAP)
+    assert [n for n, _ in parsed.users] == [1]
+    assert len(parsed.errors) == 1
+    assert parsed.errors[0].line == 2
+    assert parsed.errors[0].message.startswith("5 fields; at most 4")
+
+
+def test_fourth_column_is_the_destination_password():
+    parsed = userlist.parse('alice,pw,alice,"d,pw"\nbob,pw,bob,\n', IMAP)
+    assert rows(parsed) == [(1, "alice", "pw", "alice", "d,pw"), (2, "bob", "pw", "bob", "")]
+
+
+@pytest.mark.parametrize(("source", "label"), [(GOOGLE, "Google Workspace"), (M365, "Microsoft 365")])
+def test_cloud_sources_need_full_addresses(source, label):
+    parsed = userlist.parse("alice@acme.example,,alice\nbob,,bob\ncarol@,,carol\n", source)
+    assert [n for n, _ in parsed.users] == [1]
+    assert errors(parsed) == [
+        (2, f"{label} accounts are full addresses (user@domain), not 'bob'"),
+        (3, f"{label} accounts are full addresses (user@domain), not 'carol@'"),
+    ]
+
+
+def test_plain_imap_accepts_short_logins():
+    assert userlist.parse("alice,pw,alice\n", IMAP).ok
+
+
+def test_duplicate_account_reported_on_the_second_line_with_the_first_line_number():
+    parsed = userlist.parse("alice@acme.example,pw,alice\nbob,pw,bob\n\nALICE@Acme.Example ,pw2,alice2\n", IMAP)
+    assert [n for n, _ in parsed.users] == [1, 2]
+    assert errors(parsed) == [(4, "ALICE@Acme.Example is already on line 1")]
+
+
+@pytest.mark.parametrize(("source", "ok"), [(IMAP, False), (IMAP_DELEGATE, True), (GOOGLE, True), (M365, True)])
+def test_empty_password_allowed_only_where_no_password_is_needed(source, ok):
+    parsed = userlist.parse("alice@acme.example,,alice\n", source)
+    if ok:
+        assert rows(parsed) == [(1, "alice@acme.example", "", "alice", "")]
+    else:
+        assert parsed.users == []
+        assert errors(parsed) == [
+            (
+                1,
+                "a password is needed for this account (or enable the delegate account in the task's General tab)",
+            )
+        ]
+
+
+def test_broken_quoting_reported_and_the_other_lines_still_checked():
+    parsed = userlist.parse('alice,pw,alice\nbob,"pa"ss",bob\ncarol,pw,carol\n', IMAP)
+    assert [n for n, _ in parsed.users] == [1, 3]
+    assert len(parsed.errors) == 1
+    assert parsed.errors[0].line == 2
+    assert parsed.errors[0].message.startswith("broken CSV quoting")
+    assert "close the quotes" in parsed.errors[0].message
+
+
+def test_unclosed_quote_reported_on_the_line_where_it_opens():
+    parsed = userlist.parse('alice,pw,alice\nbob,"pass,bob\ncarol,pw,carol\n', IMAP)
+    assert [n for n, _ in parsed.users] == [1]
+    assert [e.line for e in parsed.errors] == [2]
+    assert "broken CSV quoting" in parsed.errors[0].message
+
+
+def test_broken_quoting_with_valid_only_imports_the_other_lines():
+    task = Task(name="t", source=IMAP)
+    parsed = userlist.parse('alice,pw,alice\nbob,"pa"ss",bob\ncarol,pw,carol\n', IMAP)
+    assert userlist.apply(task, parsed, valid_only=True) == ImportSummary(added=2, updated=0, rejected=1)
+    assert [u.source for u in task.users] == ["alice", "carol"]
+
+
+def test_non_utf8_bytes():
+    with pytest.raises(ValueError) as info:
+        userlist.decode(b"alice,pw,alice\nj\xfcrgen,pw,j\n")
+    assert str(info.value).startswith("line 2: the file is not UTF-8 (byte 0xfc)")
+
+
+def test_several_errors_on_one_line_are_all_reported():
+    parsed = userlist.parse("a:b,,c d\n", IMAP)
+    assert [e.line for e in parsed.errors] == [1, 1, 1]
+    assert str(parsed.errors[0]).startswith("line 1: ")
+
+
+# --------------------------------------------------------------------------------------------
+# apply.
+
+
+def task_with(*users: User, source: Source = IMAP) -> Task:
+    return Task(name="t", source=source, users=list(users))
+
+
+def test_all_or_nothing():
+    task = task_with(User("zed", "zed", password="z"))
+    before = copy.deepcopy(task)
+    parsed = userlist.parse("alice,pw,alice\nbob,,bob\ncarol,pw\n", IMAP)
+    with pytest.raises(ImportRejected) as info:
+        userlist.apply(task, parsed)
+    assert task == before
+    message = str(info.value)
+    assert message.startswith("2 line(s) cannot be imported, so nothing was imported:")
+    assert "  line 2: a password is needed" in message
+    assert "  line 3: 2 field(s)" in message
+    assert "--valid-only" in message
+    assert info.value.parsed is parsed
+
+
+def test_valid_only_imports_the_good_lines():
+    task = task_with(User("zed", "zed", password="z"))
+    parsed = userlist.parse("alice,pw,alice\nbob,,bob\ncarol,pw\ndave,pw,dave\n", IMAP)
+    summary = userlist.apply(task, parsed, valid_only=True)
+    assert summary == ImportSummary(added=2, updated=0, rejected=2)
+    assert [u.source for u in task.users] == ["zed", "alice", "dave"]
+
+
+def test_reimport_updates_instead_of_duplicating():
+    task = task_with(
+        User("Alice@Acme.example", "alice", password="old", destination_password="old-d"),
+        User("bob", "bob", password="b"),
+    )
+    parsed = userlist.parse("alice@acme.example,new,alice2,new-d\ncarol,c,carol\n", IMAP)
+    assert userlist.apply(task, parsed) == ImportSummary(added=1, updated=1, rejected=0)
+    assert [(u.source, u.password, u.destination, u.destination_password) for u in task.users] == [
+        ("alice@acme.example", "new", "alice2", "new-d"),
+        ("bob", "b", "bob", ""),
+        ("carol", "c", "carol", ""),
+    ]
+    # the same file again: nothing added
+    assert userlist.apply(task, parsed) == ImportSummary(added=0, updated=2, rejected=0)
+    assert len(task.users) == 3
+
+
+def test_remove():
+    task = task_with(User("alice", "a", password="1"), User("bob", "b", password="2"), User("carol", "c", password="3"))
+    assert userlist.remove(task, ["ALICE", "carol", "nobody"]) == 2
+    assert [u.source for u in task.users] == ["bob"]
+
+
+# --------------------------------------------------------------------------------------------
+# export.
+
+
+TRICKY = [
+    User("alice@acme.example", "alice", password='pa,ss "word"', destination_password="d,1"),
+    User("bob@acme.example", "bob", password="multi\nline"),
+    User("carol@acme.example", "carol", password="  leading and trailing blanks  "),
+    User("dave@acme.example", "dave", password="ünï€ode:;'"),
+]
+
+
+def test_export_without_passwords_by_default():
+    text = userlist.export(task_with(*TRICKY))
+    assert text == (
+        "alice@acme.example,,alice\r\nbob@acme.example,,bob\r\ncarol@acme.example,,carol\r\ndave@acme.example,,dave\r\n"
+    )
+    for u in TRICKY:
+        assert u.password not in text
+
+
+def test_export_with_passwords():
+    text = userlist.export(task_with(*TRICKY), with_passwords=True)
+    lines = text.split("\r\n")
+    assert lines[0] == 'alice@acme.example,"pa,ss ""word""",alice,"d,1"'
+    assert lines[1] == 'bob@acme.example,"multi\nline",bob'
+
+
+def test_export_parse_round_trip():
+    task = task_with(*copy.deepcopy(TRICKY))
+    parsed = userlist.parse(userlist.export(task, with_passwords=True), IMAP)
+    assert parsed.ok, parsed.errors
+    assert [u for _, u in parsed.users] == TRICKY
+    assert [(u.password, u.destination_password) for _, u in parsed.users] == [
+        (u.password, u.destination_password) for u in TRICKY
+    ]
+
+
+def test_export_without_passwords_reimports_for_a_delegate_task():
+    task = task_with(*copy.deepcopy(TRICKY), source=IMAP_DELEGATE)
+    parsed = userlist.parse(userlist.export(task), IMAP_DELEGATE)
+    assert parsed.ok
+    assert [(u.source, u.destination) for _, u in parsed.users] == [(u.source, u.destination) for u in TRICKY]
+
+
+def test_line_error_text():
+    assert str(LineError(7, "bad")) == "line 7: bad"

@@ -1,0 +1,411 @@
+"""The headless CLI, run as the real ``mailmig-tui`` console script (DESIGN.md §7)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from mailmig_tui.engine import store
+from mailmig_tui.engine.model import Delegate, Destination, Notifications, Settings, Smtp, Source, Task, User
+
+
+def _script() -> str:
+    candidate = Path(sysconfig.get_path("scripts")) / "mailmig-tui"
+    found = str(candidate) if candidate.exists() else shutil.which("mailmig-tui")
+    assert found, "the mailmig-tui console script is not installed (pip install -e '.[test]')"
+    return found
+
+
+MAILMIG = _script()
+
+
+def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MAILMIG_HOME": str(home), "COLUMNS": "100"}
+    return subprocess.run([MAILMIG, *args], capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def imap_task(name: str = "acme", **source) -> Task:
+    return Task(
+        name=name,
+        source=Source(host="mail.acme.example", **source),
+        users=[User("alice@acme.example", "alice", password="pw"), User("bob@acme.example", "bob", password="pw")],
+    )
+
+
+def write_csv(tmp_path: Path, text: str, name: str = "users.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+# --------------------------------------------------------------------------------------------
+# --help and arguments.
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], ["usage: mailmig-tui", "list", "show", "validate", "import-users", "export-users", "Exit codes: 0"]),
+        (["list"], ["usage: mailmig-tui list", "--json"]),
+        (["show"], ["usage: mailmig-tui show", "task", "--json", "passwords are never shown"]),
+        (["validate"], ["usage: mailmig-tui validate", "task", "--json", "exit 2"]),
+        (["import-users"], ["usage: mailmig-tui import-users", "task", "file", "--valid-only", "--json"]),
+        (["export-users"], ["usage: mailmig-tui export-users", "task", "--with-passwords"]),
+    ],
+)
+def test_help(mailmig_home, args, expected):
+    result = cli(mailmig_home, *args, "--help")
+    assert result.returncode == 0, result.stderr
+    for text in expected:
+        assert text in result.stdout
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("args", [["bogus"], ["show"], ["import-users", "acme"], ["list", "--nope"]])
+def test_bad_arguments_exit_2(mailmig_home, args):
+    result = cli(mailmig_home, *args)
+    assert result.returncode == 2
+    assert "usage: mailmig-tui" in result.stderr
+    assert result.stdout == ""
+
+
+# --------------------------------------------------------------------------------------------
+# list.
+
+
+def test_list_empty(mailmig_home):
+    result = cli(mailmig_home, "list")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"No tasks yet (they live in {mailmig_home / 'config' / 'tasks'}).\n"
+    result = cli(mailmig_home, "list", "--json")
+    assert (result.returncode, json.loads(result.stdout)) == (0, [])
+
+
+def test_list_tasks(mailmig_home):
+    store.save_task(imap_task("acme"))
+    store.save_task(
+        Task(name="globex", source=Source(type="google", key_file="/k.json"), users=[User("a@g.example", "a")])
+    )
+    result = cli(mailmig_home, "list")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [
+        "acme    IMAP              2 account(s)",
+        "globex  Google Workspace  1 account(s)",
+    ]
+    result = cli(mailmig_home, "list", "--json")
+    assert json.loads(result.stdout) == [
+        {"name": "acme", "type": "imap", "accounts": 2, "error": None},
+        {"name": "globex", "type": "google", "accounts": 1, "error": None},
+    ]
+
+
+def test_list_with_a_broken_task(mailmig_home):
+    store.save_task(imap_task("acme"))
+    broken = store.paths().task_file("broken")
+    broken.write_text('name = "broken"\n[source]\nport = abc\n')
+    result = cli(mailmig_home, "list")
+    assert result.returncode == 2
+    assert result.stdout.splitlines() == ["acme    IMAP              2 account(s)", "broken  BROKEN"]
+    assert result.stderr.startswith(f"mailmig-tui: {broken}, line 3: TOML syntax error")
+    result = cli(mailmig_home, "list", "--json")
+    assert result.returncode == 2
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == ["acme", "broken"]
+    assert rows[1]["error"].startswith(f"{broken}, line 3: TOML syntax error")
+
+
+def test_list_with_an_unknown_source_type(mailmig_home):
+    store.paths().tasks_dir.mkdir(parents=True)
+    store.paths().task_file("odd").write_text('name = "odd"\n[source]\ntype = "pop3"\n')
+    result = cli(mailmig_home, "list")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["odd", "pop3", "0", "account(s)"]
+
+
+# --------------------------------------------------------------------------------------------
+# show.
+
+
+def test_show(mailmig_home):
+    task = imap_task(port=1993, security="starttls", delegate=Delegate(enabled=True, login="admin@acme.example"))
+    task.users[1].password = ""
+    task.users[1].destination_password = "d"
+    store.save_task(task)
+    result = cli(mailmig_home, "show", "acme")
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Task acme: IMAP"
+    assert "  server      mail.acme.example:1993 (starttls), path prefix (auto)" in lines
+    assert "  delegate    admin@acme.example (authzid)" in lines
+    assert "    alice@acme.example -> alice  password •••" in lines
+    assert "    bob@acme.example -> bob  password (none)" in lines
+    data = json.loads(cli(mailmig_home, "show", "acme", "--json").stdout)
+    assert data["name"] == "acme"
+    assert data["source"]["port"] == 1993
+    assert data["users"] == [
+        {"source": "alice@acme.example", "destination": "alice", "password": "set"},
+        {"source": "bob@acme.example", "destination": "bob", "password": "", "destination_password": "set"},
+    ]
+
+
+def test_show_unknown_task(mailmig_home):
+    result = cli(mailmig_home, "show", "nope")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f'mailmig-tui: {store.paths().task_file("nope")}: there is no task named "nope" (see "mailmig-tui list")\n'
+    )
+
+
+def test_show_hand_broken_task_names_file_field_and_line(mailmig_home):
+    store.save_task(imap_task())
+    path = store.paths().task_file("acme")
+    text = path.read_text().replace("port = 993", 'port = "imaps"')
+    path.write_text(text)
+    line = text.splitlines().index('port = "imaps"') + 1
+    result = cli(mailmig_home, "show", "acme")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == f"mailmig-tui: {path}, line {line}: source.port: expected a whole number, not 'imaps'\n"
+    assert path.read_text() == text
+
+
+# --------------------------------------------------------------------------------------------
+# validate.
+
+
+def test_validate_valid_task(mailmig_home):
+    store.save_task(imap_task())
+    result = cli(mailmig_home, "validate", "acme")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "Task acme is valid.\n", "")
+    data = json.loads(cli(mailmig_home, "validate", "acme", "--json").stdout)
+    assert data == {"task": "acme", "problems": []}
+
+
+def test_validate_reports_every_problem_on_stderr(mailmig_home):
+    task = imap_task(port=0)
+    task.notifications = Notifications(on_failure=True, failure_to=["it"])
+    store.save_task(task)
+    result = cli(mailmig_home, "validate", "acme")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"{store.paths().task_file('acme')}: 3 problem(s)",
+        "  - source.port: a port is a number from 1 to 65535, not 0",
+        "  - notifications.failure_to[0]: 'it' is not an e-mail address (user@domain)",
+        "  - notifications: notifications need the SMTP relay: set it in Settings (settings.toml [smtp])",
+    ]
+    result = cli(mailmig_home, "validate", "acme", "--json")
+    assert result.returncode == 2
+    assert [p["field"] for p in json.loads(result.stdout)["problems"]] == [
+        "source.port",
+        "notifications.failure_to[0]",
+        "notifications",
+    ]
+
+
+def test_validate_checks_the_settings_too(mailmig_home):
+    store.save_task(imap_task())
+    store.save_settings(Settings(destination=Destination(auth="per-user"), smtp=Smtp(host="smtp.acme.example")))
+    result = cli(mailmig_home, "validate", "acme")
+    assert result.returncode == 2
+    assert "  - users[0].destination_password: the destination logs in per user" in result.stderr
+    assert "  - smtp.sender: the sender is an e-mail address" in result.stderr
+
+
+def test_validate_broken_settings_file(mailmig_home):
+    store.save_task(imap_task())
+    settings = store.paths().settings_file
+    settings.write_text("[destination]\nhost = '127.0.0.1'\nprot = 993\n")
+    result = cli(mailmig_home, "validate", "acme")
+    assert result.returncode == 2
+    assert result.stderr == f'mailmig-tui: {settings}, line 3: destination.prot: unknown key; did you mean "port"?\n'
+
+
+# --------------------------------------------------------------------------------------------
+# import-users / export-users.
+
+
+def test_import_users(mailmig_home, tmp_path):
+    store.save_task(Task(name="acme", source=Source(host="mail.acme.example")))
+    csv_file = write_csv(
+        tmp_path, 'source,password,destination\nalice@acme.example,a-pw,alice\nbob,"b,pw",bob,b-dest\n'
+    )
+    result = cli(mailmig_home, "import-users", "acme", str(csv_file))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "Imported into acme: 2 added, 0 updated, 0 line(s) rejected.\n"
+    task = store.load_task("acme")
+    assert [(u.source, u.password, u.destination, u.destination_password) for u in task.users] == [
+        ("alice@acme.example", "a-pw", "alice", ""),
+        ("bob", "b,pw", "bob", "b-dest"),
+    ]
+    again = write_csv(tmp_path, "ALICE@acme.example,new-pw,alice2\ncarol,c,carol\n", "again.csv")
+    result = cli(mailmig_home, "import-users", "acme", str(again), "--json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == {"added": 1, "updated": 1, "rejected": []}
+    task = store.load_task("acme")
+    assert [(u.source, u.password, u.destination) for u in task.users] == [
+        ("ALICE@acme.example", "new-pw", "alice2"),
+        ("bob", "b,pw", "bob"),
+        ("carol", "c", "carol"),
+    ]
+
+
+def test_import_users_with_a_bad_line_changes_nothing(mailmig_home, tmp_path):
+    store.save_task(imap_task())
+    before = snapshot(mailmig_home)
+    csv_file = write_csv(tmp_path, "carol,c,carol\n\ndave:x,d,dave\nerin,e\n")
+    result = cli(mailmig_home, "import-users", "acme", str(csv_file))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    err = result.stderr
+    assert err.startswith(f"mailmig-tui: {csv_file}: 2 line(s) cannot be imported, so nothing was imported:")
+    assert "  line 3: an account may not contain \":\" ('dave:x')" in err
+    assert "  line 4: 2 field(s); expected source account, source password, destination account" in err
+    assert "--valid-only" in err
+    assert snapshot(mailmig_home) == before
+
+
+def test_import_users_valid_only(mailmig_home, tmp_path):
+    store.save_task(imap_task())
+    csv_file = write_csv(tmp_path, "carol,c,carol\n\ndave:x,d,dave\n")
+    result = cli(mailmig_home, "import-users", "acme", str(csv_file), "--valid-only")
+    assert result.returncode == 0
+    assert result.stderr == f"{csv_file}: skipped line 3: an account may not contain \":\" ('dave:x')\n"
+    assert result.stdout == "Imported into acme: 1 added, 0 updated, 1 line(s) rejected.\n"
+    assert [u.source for u in store.load_task("acme").users] == ["alice@acme.example", "bob@acme.example", "carol"]
+    result = cli(mailmig_home, "import-users", "acme", str(csv_file), "--valid-only", "--json")
+    assert json.loads(result.stdout) == {
+        "added": 0,
+        "updated": 1,
+        "rejected": [{"line": 3, "message": "an account may not contain \":\" ('dave:x')"}],
+    }
+
+
+def test_import_users_not_utf8(mailmig_home, tmp_path):
+    store.save_task(imap_task())
+    csv_file = tmp_path / "latin1.csv"
+    csv_file.write_bytes("carol,c,carol\njürgen,j,j\n".encode("latin-1"))
+    result = cli(mailmig_home, "import-users", "acme", str(csv_file))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"mailmig-tui: {csv_file}: line 2: the file is not UTF-8 (byte 0xfc)")
+
+
+def test_import_users_missing_file_or_task(mailmig_home, tmp_path):
+    store.save_task(imap_task())
+    result = cli(mailmig_home, "import-users", "acme", str(tmp_path / "none.csv"))
+    assert result.returncode == 2
+    assert result.stderr == f"mailmig-tui: {tmp_path / 'none.csv'}: cannot read the file: No such file or directory\n"
+    csv_file = write_csv(tmp_path, "carol,c,carol\n")
+    result = cli(mailmig_home, "import-users", "nope", str(csv_file))
+    assert result.returncode == 2
+    assert 'there is no task named "nope"' in result.stderr
+
+
+def test_export_users(mailmig_home):
+    task = imap_task()
+    task.users[0].password = 'pa,ss"word'
+    task.users[1].destination_password = "bob-dest"
+    store.save_task(task)
+    result = cli(mailmig_home, "export-users", "acme")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "alice@acme.example,,alice\nbob@acme.example,,bob\n"
+    result = cli(mailmig_home, "export-users", "acme", "--with-passwords")
+    assert result.stdout == 'alice@acme.example,"pa,ss""word",alice\nbob@acme.example,pw,bob,bob-dest\n'
+
+
+# --------------------------------------------------------------------------------------------
+# Secrets never leak.
+
+SECRETS = {
+    "alice": "Sekr1t-alice-pw",
+    "alice_dest": "Sekr1t-alice-dest",
+    "bob": 'Sekr1t-bob,"pw"',
+    "rejected": "Sekr1t-rejected-line",
+    "delegate": "Sekr1t-delegate",
+    "client": "Sekr1t-client-secret",
+    "destination": "Sekr1t-destination-master",
+    "smtp": "Sekr1t-smtp-relay",
+    "broken": "Sekr1t-in-a-broken-file",
+}
+
+
+def test_no_password_in_task_files_logs_or_output(mailmig_home, tmp_path):
+    p = store.paths()
+    store.save_task(Task(name="acme", source=Source(host="mail.acme.example")))
+    good = write_csv(
+        tmp_path,
+        f"alice@acme.example,{SECRETS['alice']},alice,{SECRETS['alice_dest']}\n"
+        f'bob@acme.example,"{SECRETS["bob"].replace(chr(34), chr(34) * 2)}",bob\n',
+    )
+    bad = write_csv(tmp_path, f"carol:x,{SECRETS['rejected']},carol\nerin,{SECRETS['rejected']}\n", "bad.csv")
+    outputs = []
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        result = cli(mailmig_home, *args)
+        outputs.append((args, result.stdout + result.stderr))
+        return result
+
+    assert run("import-users", "acme", str(good)).returncode == 0
+    task = store.load_task("acme")
+    task.source.delegate = Delegate(enabled=True, login="admin@acme.example", password=SECRETS["delegate"])
+    store.save_task(task, old_name="acme")
+    m365 = Task(name="m365", source=Source(type="microsoft365", tenant="t.example", client_id="c"))
+    m365.source.client_secret = SECRETS["client"]
+    m365.users = [User("alice@acme.example", "alice")]
+    store.save_task(m365)
+    store.save_settings(
+        Settings(
+            destination=Destination(auth="per-user", password=SECRETS["destination"]),
+            smtp=Smtp(host="smtp.acme.example", sender="mailmig@acme.example", password=SECRETS["smtp"]),
+        )
+    )
+    store.save_task(Task(name="leaky", users=[User("alice", "alice")]))
+    p.task_secrets_file("leaky").write_text(f"[users.alice]\npassword = {SECRETS['broken']}\n")
+
+    # the secrets are really stored (so the checks below can fail)
+    stored = b"".join(f.read_bytes() for f in p.secrets_dir.iterdir()).decode()
+    for key in ("alice", "alice_dest", "delegate", "client", "destination", "smtp", "broken"):
+        assert SECRETS[key] in stored, key
+    assert store.load_task("acme").users[1].password == SECRETS["bob"]
+
+    assert run("import-users", "acme", str(good)).returncode == 0
+    assert run("import-users", "acme", str(good), "--json").returncode == 0
+    assert run("import-users", "acme", str(bad)).returncode == 2
+    assert run("import-users", "acme", str(bad), "--valid-only").returncode == 0
+    assert run("import-users", "acme", str(bad), "--valid-only", "--json").returncode == 0
+    assert run("list").returncode == 2
+    assert run("list", "--json").returncode == 2
+    for name in ("acme", "m365"):
+        assert run("show", name).returncode == 0
+        assert run("show", name, "--json").returncode == 0
+        assert run("validate", name).returncode in (0, 2)
+        assert run("validate", name, "--json").returncode in (0, 2)
+        assert run("export-users", name).returncode == 0
+    assert run("show", "leaky").returncode == 2
+    assert run("validate", "leaky").returncode == 2
+
+    for args, text in outputs:
+        for secret in SECRETS.values():
+            assert secret not in text, (args, secret)
+    files = [*p.tasks_dir.rglob("*"), *(p.logs.rglob("*") if p.logs.exists() else [])]
+    assert p.task_file("acme") in files
+    for f in files:
+        if f.is_file():
+            content = f.read_text(encoding="utf-8", errors="replace")
+            for secret in SECRETS.values():
+                assert secret not in content, (f, secret)
+
+    # and the one command that is asked to print them does
+    shown = cli(mailmig_home, "export-users", "acme", "--with-passwords").stdout
+    assert SECRETS["alice"] in shown and SECRETS["alice_dest"] in shown
