@@ -428,6 +428,36 @@ def cmd_test_smtp(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_signin(args: argparse.Namespace) -> int:
+    from mailmig_tui.engine.sources import graph_auth
+
+    task = _load(args.task)
+    if task.source.type != "microsoft365" or task.source.auth != "device":
+        raise CliError(f'task {task.name} does not use the device-code sign-in (Microsoft 365 with auth = "device")')
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: cancel.set())
+    try:
+        flow = graph_auth.start_signin(task)
+        print(flow.message or f"To sign in, open {flow.verification_uri} and enter the code {flow.user_code}.")
+        print(f"Waiting for the sign-in (the code is valid for {flow.expires_in // 60} minutes; Ctrl-C cancels)…")
+        account = flow.wait(cancel)
+    except graph_auth.SignInCancelled:
+        _err("sign-in cancelled; nothing was saved")
+        return EXIT_INTERRUPTED
+    except graph_auth.GraphError as exc:
+        raise CliError(f"sign-in failed: {exc}", EXIT_SOME_FAILED) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(f"Signed in as {account}; the sign-in is kept in {graph_auth.cache_file(task.name)} (mode 0600).")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mailmig_tui.demo import run_demo
+
+    return run_demo(headless=args.headless, per_user=args.messages)
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     from mailmig_tui.app import MailmigApp
 
@@ -486,6 +516,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("task")
     p.add_argument("--account", action="append", metavar="A", help="only this source account (repeatable)")
+    p = add(
+        "signin",
+        cmd_signin,
+        'sign in to Microsoft 365 for a task with auth = "device": prints a URL and a code, waits (Ctrl-C cancels)',
+    )
+    p.add_argument("task")
     p = add("report", cmd_report, "per-account summary of what was migrated", json_out=True)
     p.add_argument("task")
     p = add("forget", cmd_forget, "drop the saved state of a task's accounts (after pointing it at another source)")
@@ -496,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tick", type=float, default=20.0, help=argparse.SUPPRESS)
     p = add("test-smtp", cmd_test_smtp, "send a test message through the SMTP relay of the settings")
     p.add_argument("--to", action="append", metavar="ADDR", help="recipient (repeatable; default: the sender)")
+    p = add("demo", cmd_demo, "a whole migration between two throwaway local IMAP servers, for a first try")
+    p.add_argument("--headless", action="store_true", help="run the demo task without the app and print the report")
+    p.add_argument("--messages", type=int, default=120, help="sample messages per demo user (default 120)")
     p = add("export-users", cmd_export_users, "write the user list as CSV on stdout (without passwords)")
     p.add_argument("task")
     p.add_argument("--with-passwords", action="store_true", help="include the passwords (handle the output with care)")

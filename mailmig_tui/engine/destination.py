@@ -112,6 +112,7 @@ class DestinationMailbox:
         self.delimiter, self.prefix = self._namespace()
         self._folders: dict[str, RemoteFolder] | None = None
         self._selected: SelectedFolder | None = None
+        self.readonly = False  # a dry run only EXAMINEs (not even \Recent changes)
 
     def _namespace(self) -> tuple[str, str]:
         if self._client.has_capability("NAMESPACE"):
@@ -166,7 +167,7 @@ class DestinationMailbox:
     def select(self, name: str) -> SelectedFolder:
         if self._selected is not None and self._selected.name == name:
             return self._selected
-        info = self._client.select_folder(name)
+        info = self._client.select_folder(name, readonly=self.readonly)
         perm = frozenset(text_of(f).lower() for f in info.get(b"PERMANENTFLAGS", ()))
         self._selected = SelectedFolder(name, int(info.get(b"UIDVALIDITY", 0)), perm)
         return self._selected
@@ -219,6 +220,11 @@ class DestinationMailbox:
                 response = self._client.multiappend(
                     name, [{"msg": prepared[i][0], "flags": prepared[i][1], "date": prepared[i][2]} for i in todo]
                 )
+                if isinstance(response, tuple) and response and text_of(response[0]).upper() != "OK":
+                    # imapclient returns a refused MULTIAPPEND as ("NO", [text]) instead of raising it
+                    raise IMAPClientError(
+                        f"{text_of(response[0])} {' '.join(text_of(x) for x in response[1] or () if x)}"
+                    )
                 uids = appenduid(response)
                 if uids and len(uids[1]) == len(todo):
                     for i, uid in zip(todo, uids[1], strict=True):

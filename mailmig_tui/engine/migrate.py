@@ -133,6 +133,7 @@ def migrate_account(ctx: AccountContext, result: AccountResult, reports: list[Fo
     dest: DestinationMailbox | None = None
     try:
         dest = ctx.open_destination(ctx.settings, ctx.user)
+        dest.readonly = ctx.dry_run
         work = _plan(ctx, source, dest, result, reports)
         if ctx.dry_run or not work:
             return
@@ -185,9 +186,11 @@ def _plan(
         ):
             report.unchanged = True
             continue
-        if row is not None and row.validity != status.validity:
+        stale = 0 if ctx.dry_run else ctx.state.release_stale(ctx.key, name, status.validity)
+        if stale or (row is not None and row.validity != status.validity):
             ctx.log(
-                f"UIDVALIDITY changed ({row.validity} → {status.validity}): matching messages by fingerprint",
+                f"UIDVALIDITY changed ({row.validity if row else '?'} → {status.validity}): "
+                "matching messages by fingerprint",
                 "warning",
                 name,
             )
@@ -348,7 +351,7 @@ def _append_batch(
             ctx.log(f"message {meta.id} vanished from the source during the run", "warning", name)
             continue
         fp = fingerprint_of(meta, raw)
-        if fp.startswith("h:") and w.avail[fp] > 0:
+        if w.avail[fp] > 0:  # content hash, or a listed size that was only an estimate (Graph, Gmail)
             w.avail[fp] -= 1
             w.skipped[SKIP_EXISTING] += 1
             result.skipped[SKIP_EXISTING] += 1

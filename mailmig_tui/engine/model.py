@@ -538,10 +538,10 @@ def _convert(hint: Any, value: Any, path: str, problems: list[Problem]) -> Any:
         if not isinstance(value, list):
             problems.append(Problem(path, f"this is a list in square brackets, not {value!r}"))
             return []
-        if dataclasses.is_dataclass(item):
+        if isinstance(item, type) and dataclasses.is_dataclass(item):
             return [_build(item, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
         return [_convert(item, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, path, problems)
     if hint is dt.date:
         if isinstance(value, dt.datetime):

@@ -143,22 +143,31 @@ def lock_path(p: store.Paths, task: str) -> Path:
 # Choosing accounts.
 
 
+def named_accounts(task: Task, only: Iterable[str]) -> list[User]:
+    """The users named (``run --account``), or RunConfigError for a name not in the user list."""
+    chosen = []
+    for name in only:
+        user = task.user(name)
+        if user is None:
+            raise RunConfigError(f'{name} is not in the user list of task "{task.name}"')
+        chosen.append(user)
+    return chosen
+
+
 def choose_accounts(task: Task, state: StateDB, only: Iterable[str] = ()) -> list[User]:
     """The accounts of this run: those asked for, else up to ``accounts_per_period`` accounts, the ones
-    not yet complete first (in user-list order), then completed ones for an incremental pass."""
+    not yet complete first (in user-list order), then completed ones for an incremental pass.
+    Once every account is complete, a run is an incremental pass over all of them."""
     only = list(only)
     if only:
-        chosen = []
-        for name in only:
-            user = task.user(name)
-            if user is None:
-                raise RunConfigError(f'{name} is not in the user list of task "{task.name}"')
-            chosen.append(user)
-        return chosen
-    incomplete, complete = [], []
+        return named_accounts(task, only)
+    incomplete: list[User] = []
+    complete: list[User] = []
     for user in task.users:
         st = state.account_status(account_key(user.source))
         (complete if st is not None and st[1] else incomplete).append(user)
+    if not incomplete:
+        return complete
     n = task.run.accounts_per_period
     chosen = incomplete[:n] if n else incomplete
     if not n or len(chosen) < n:  # room left: completed accounts get an incremental pass
@@ -171,7 +180,34 @@ def open_source(task: Task, user: User) -> Source:
         from mailmig_tui.engine.sources.imap import ImapSource
 
         return ImapSource(task.source, user)
+    if task.source.type == "google":
+        from mailmig_tui.engine.sources.gmail import open_gmail
+
+        return open_gmail(task, user)
+    if task.source.type == "microsoft365":
+        from mailmig_tui.engine.sources.graph import open_graph_source
+
+        return open_graph_source(task, user)
     raise RunConfigError(f"the {task.source.type} source is not available in this version of mailmig-tui")
+
+
+def bind_source(
+    factory: Callable[[Task, User], Source], cancel: threading.Event, log: Callable[..., None]
+) -> Callable[[Task, User], Source]:
+    """``factory`` whose sources get the run's cancel token and the account's log, if they take them.
+
+    A source that waits (quota backoff) or retries offers ``bind(cancel=, log=)``: a stop then
+    interrupts its waits, and its retries show in the task's log.
+    """
+
+    def make(task: Task, user: User) -> Source:
+        source = factory(task, user)
+        bind = getattr(source, "bind", None)
+        if callable(bind):
+            bind(cancel=cancel, log=log)
+        return source
+
+    return make
 
 
 def open_destination(settings: Settings, user: User) -> DestinationMailbox:
@@ -225,6 +261,9 @@ def run_task(
     """
     p = paths or store.paths()
     cancel = cancel or threading.Event()
+    accounts = list(accounts)
+    named_accounts(task, accounts)  # an unknown account is refused before anything is written
+    _check_destination(settings)  # so is an unreachable destination (exit 3)
     lock = TaskLock(lock_path(p, task.name), by)
     if not dry_run:
         lock.acquire()
@@ -248,7 +287,6 @@ def _run_locked(run: _Run, only: list[str]) -> RunResult:
     state = run.open_state()
     try:
         users = choose_accounts(task, state, only)
-        _check_destination(run.settings)
         run.run_id = 0 if run.dry_run else state.start_run(run.dry_run)
         run.emit(RunStarted(task.name, accounts=tuple(u.source for u in users), dry_run=run.dry_run))
         result = RunResult("completed")
@@ -308,6 +346,7 @@ def _account(run: _Run, user: User, state: StateDB, result: AccountResult, repor
         task, run.settings, user, state, emit, cancel, run.budget, run.source_factory, run.destination_factory,
         run.dry_run, run.limits,
     )  # fmt: skip
+    ctx.open_source = bind_source(run.source_factory, cancel, ctx.log)
     if cancel.is_set():
         result.status = "stopped"
         return

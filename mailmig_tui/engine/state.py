@@ -21,6 +21,7 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -151,8 +152,12 @@ class StateDB:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         if readonly:
-            # A dry run reads what exists and writes nothing anywhere: no file is created.
-            target = f"file:{path}?mode=ro" if path.exists() else "file::memory:"
+            # A dry run reads what exists and writes nothing anywhere: no file is created. A reader of a
+            # WAL database leaves -wal/-shm files behind, so unless a run's WAL is there (running or
+            # killed) the file is opened as immutable; the path is quoted (a task name may hold "?" or "#").
+            wal = path.with_name(path.name + "-wal").exists()
+            uri = f"file:{urllib.parse.quote(str(path))}?mode=ro{'' if wal else '&immutable=1'}"
+            target = uri if path.exists() else "file::memory:"
             self._db = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False)
             if path.exists():
                 return
@@ -280,6 +285,18 @@ class StateDB:
             (account, folder, FAILED),
         )
         return Counter(r[0] for r in rows)
+
+    def release_stale(self, account: str, folder: str, validity: str) -> int:
+        """Drop a source folder's records made under another UIDVALIDITY; return how many there were.
+
+        Their source ids mean nothing any more, and their destination copies must not stay claimed:
+        released, they are matched by fingerprint like mail that was there before the first run.
+        """
+        with self.transaction() as db:
+            cur = db.execute(
+                "DELETE FROM messages WHERE account = ? AND folder = ? AND validity != ?", (account, folder, validity)
+            )
+            return cur.rowcount
 
     def record(self, account: str, rows: Iterable[MessageRow]) -> None:
         """Record a batch of message outcomes in one transaction."""

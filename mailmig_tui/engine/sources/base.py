@@ -84,10 +84,13 @@ def fingerprint_of(meta: MessageMeta, raw: bytes | None = None) -> str:
 
     Used to recognise mail already at the destination (before the first run, or after a crash
     between APPEND and the state commit); duplicates inside one folder are matched by count.
+    Once the octets are known their length counts (with CRLF line ends, as IMAP's RFC822.SIZE),
+    not the listed size: Graph and Gmail only list an estimate.
     """
     if meta.message_id:
         when = meta.internaldate.astimezone(dt.UTC).strftime("%Y%m%d%H%M%S")
-        key = f"{meta.message_id.strip()}|{when}|{meta.size}"
+        size = meta.size if raw is None else len(raw) + raw.count(b"\n") - raw.count(b"\r\n")
+        key = f"{meta.message_id.strip()}|{when}|{size}"
         return "m:" + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:40]
     if raw is None:
         return ""

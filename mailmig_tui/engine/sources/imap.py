@@ -21,6 +21,8 @@ from mailmig_tui.engine.sources.base import (
 )
 
 META_CHUNK = 2000
+# Gmail labels that do not put a message in a folder of its own (views, not places).
+GMAIL_VIEW_LABELS = {"\\important", "\\starred"}
 _META_ITEMS = [b"RFC822.SIZE", b"INTERNALDATE", b"FLAGS", b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
 _HEADER_KEY = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
 
@@ -60,6 +62,11 @@ def meta_of(uid: int, data: dict[bytes, object]) -> MessageMeta | None:
     )
 
 
+def archived_only(labels: tuple[bytes | str, ...]) -> bool:
+    """True for a Gmail message that sits in All Mail only: no label puts it in any other folder."""
+    return all(text_of(label).lower() in GMAIL_VIEW_LABELS for label in labels)
+
+
 def fetch_meta(client: IMAPClient, uids: list[int]) -> list[MessageMeta]:
     """Metadata of many messages in few round trips (chunks of ``META_CHUNK`` UIDs)."""
     out: list[MessageMeta] = []
@@ -83,6 +90,11 @@ class ImapSource:
         self._client.folder_encode = False  # names travel as the server spells them (RemoteFolder.imap_name)
         self.prefix = source.path_prefix or self._namespace_prefix()
         self._selected: str | None = None
+        # Gmail (X-GM-EXT-1): All Mail is a view of every message; it is read as the Archive folder,
+        # keeping only the messages no label places elsewhere (archived mail), so nothing is lost
+        # and nothing is copied twice.
+        self._gmail = self._client.has_capability("X-GM-EXT-1")
+        self._all_mail: str | None = None
 
     def _namespace_prefix(self) -> str:
         if not self._client.has_capability("NAMESPACE"):
@@ -94,7 +106,16 @@ class ImapSource:
         return text_of(prefix)
 
     def list_folders(self) -> list[RemoteFolder]:
-        return [RemoteFolder.from_imapclient(entry) for entry in self._client.list_folders()]
+        folders = [RemoteFolder.from_imapclient(entry) for entry in self._client.list_folders()]
+        if not self._gmail:
+            return folders
+        out = []
+        for f in folders:
+            if f.special_use == "\\All":
+                self._all_mail = f.imap_name
+                f = RemoteFolder(f.name, f.delimiter, (f.flags - {"\\All", "\\all"}) | {"\\Archive"}, f.wire_name)
+            out.append(f)
+        return out
 
     def status(self, folder: RemoteFolder) -> FolderStatus:
         st = self._client.folder_status(folder.imap_name, [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"])
@@ -120,6 +141,9 @@ class ImapSource:
             too_new = unknown.intersection(self._client.search(["SINCE", until]))
             skipped[SKIP_TOO_NEW] += len(too_new)
             unknown -= too_new
+        if self._gmail and folder.imap_name == self._all_mail and unknown:
+            labels = self._client.fetch(sorted(unknown), [b"X-GM-LABELS"])
+            unknown = {uid for uid in unknown if archived_only(tuple(labels.get(uid, {}).get(b"X-GM-LABELS", ())))}
         return Listing(fetch_meta(self._client, sorted(unknown)), +skipped)
 
     def fetch(self, folder: RemoteFolder, ids: list[str]) -> list[Fetched]:
