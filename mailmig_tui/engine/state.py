@@ -278,14 +278,6 @@ class StateDB:
         )
         return {r[0] for r in rows}
 
-    def known_fingerprints(self, account: str, folder: str) -> Counter[str]:
-        """Fingerprints recorded for a source folder under any validity (to recognise a renumbered folder)."""
-        rows = self._db.execute(
-            "SELECT fingerprint, validity FROM messages WHERE account = ? AND folder = ? AND status != ? AND fingerprint != ''",
-            (account, folder, FAILED),
-        )
-        return Counter(r[0] for r in rows)
-
     def release_stale(self, account: str, folder: str, validity: str) -> int:
         """Drop a source folder's records made under another UIDVALIDITY; return how many there were.
 
