@@ -183,32 +183,54 @@ def _skips(counter: dict[str, int]) -> str:
 
 
 class _Printer:
-    """Prints the run's events: log lines as they come, a progress line on a terminal.
+    """Prints the run's events: log lines as they come, and on a terminal a progress line for the
+    whole run (messages, MB, MB/s, ETA) summed over the accounts being copied."""
 
-    Info lines go to ``out`` (stderr when stdout carries ``--json``), warnings and errors to stderr.
-    """
-
-    def __init__(self, verbose: bool, out: TextIO | None = None) -> None:
-        self.out = out
+    def __init__(self, verbose: bool, out: TextIO | None) -> None:
         self.tty = sys.stderr.isatty()
         self.min = "debug" if verbose else "info"
+        self.out = out
         self._lock = threading.Lock()
+        self._progress: dict[str, events.FolderProgress] = {}
+
+    def _status_line(self) -> str:
+        ps = list(self._progress.values())
+        done, total = sum(p.account_done for p in ps), sum(p.account_total for p in ps)
+        done_b, total_b = sum(p.bytes_done for p in ps), sum(p.bytes_total for p in ps)
+        rate = sum(p.bytes_per_s for p in ps)
+        eta = f", ETA {_duration((total_b - done_b) / rate)}" if rate > 0 else ""
+        return (
+            f"{len(ps)} account(s) copying: {done}/{total} messages, {_human_bytes(done_b)} of "
+            f"{_human_bytes(total_b)}, {_human_bytes(rate)}/s{eta}"
+        )
 
     def __call__(self, event: events.Event) -> None:
         with self._lock:
             if isinstance(event, events.FolderProgress):
+                self._progress[event.account] = event
                 if self.tty:
-                    sys.stderr.write(f"\r\x1b[K{event.account} {event.folder}: {event.done}/{event.total}")
+                    sys.stderr.write("\r\x1b[K" + self._status_line())
                     sys.stderr.flush()
                 return
+            if isinstance(event, events.AccountFinished):
+                self._progress.pop(event.account, None)
             severity, folder, text = events.describe(event)
             if events.SEVERITIES.index(severity) < events.SEVERITIES.index(self.min):
                 return
             if self.tty:
                 sys.stderr.write("\r\x1b[K")
             where = " ".join(x for x in (event.account, f"[{folder}]" if folder else "") if x)
-            stream = sys.stderr if severity in ("warning", "error") else (self.out or sys.stdout)
+            stream = sys.stderr if severity in ("warning", "error") else self.out
             print(f"{severity.upper():7} {where + ': ' if where else ''}{text}", file=stream, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def _install_stop_handlers(cancel: threading.Event) -> None:

@@ -67,10 +67,18 @@ class AccountFinished(Event):
 
 @dataclass(frozen=True)
 class FolderProgress(Event):
+    """After each batch: the folder's progress, and the account's (messages, bytes, rate, ETA)."""
+
     folder: str = ""
     dest_folder: str = ""
     done: int = 0
     total: int = 0
+    account_done: int = 0
+    account_total: int = 0
+    bytes_done: int = 0
+    bytes_total: int = 0
+    bytes_per_s: float = 0.0
+    eta_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +156,13 @@ def describe(event: Event) -> tuple[str, str, str]:
             text += f"; error: {r.error}"
         return ("info" if r.status == "complete" else "error" if r.status == "failed" else "warning"), "", text
     if isinstance(event, FolderProgress):
-        return "debug", event.folder, f"{event.done}/{event.total} → {event.dest_folder}"
+        eta = f", ETA {event.eta_s:.0f} s" if event.eta_s is not None else ""
+        return (
+            "debug",
+            event.folder,
+            f"{event.done}/{event.total} → {event.dest_folder}; account {event.account_done}/{event.account_total} "
+            f"messages, {event.bytes_per_s / 1e6:.1f} MB/s{eta}",
+        )
     if isinstance(event, MessageFailed):
         return "error", event.folder, f"message {event.message} failed: {event.reason}"
     return "debug", "", type(event).__name__

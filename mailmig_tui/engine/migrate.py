@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,6 +112,25 @@ class AccountContext:
 
 
 @dataclass
+class _Progress:
+    """The account's copy phase: what there is to do, what is done, how fast."""
+
+    total: int
+    total_bytes: int
+    started: float = field(default_factory=time.monotonic)
+    done: int = 0
+    done_bytes: int = 0
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.done_bytes / elapsed if elapsed > 0 else 0.0
+
+    def eta(self) -> float | None:
+        rate = self.rate()
+        return (self.total_bytes - self.done_bytes) / rate if rate > 0 else None
+
+
+@dataclass
 class _Work:
     plan: FolderPlan
     status: FolderStatus
@@ -137,7 +157,8 @@ def migrate_account(ctx: AccountContext, result: AccountResult, reports: list[Fo
         work = _plan(ctx, source, dest, result, reports)
         if ctx.dry_run or not work:
             return
-        _copy(ctx, source, dest, work, result)
+        progress = _Progress(sum(len(w.messages) for w in work), sum(m.size for w in work for m in w.messages))
+        _copy(ctx, source, dest, work, result, progress)
     finally:
         source.close()
         if dest is not None:
@@ -269,7 +290,12 @@ _DONE = object()
 
 
 def _copy(
-    ctx: AccountContext, source: Source, dest: DestinationMailbox, work: list[_Work], result: AccountResult
+    ctx: AccountContext,
+    source: Source,
+    dest: DestinationMailbox,
+    work: list[_Work],
+    result: AccountResult,
+    progress: _Progress,
 ) -> None:
     q: queue.Queue = queue.Queue(maxsize=ctx.limits.queue_depth)
     stop = threading.Event()
@@ -312,7 +338,7 @@ def _copy(
                 raise item
             w, batch, fetched, size = item
             try:
-                _append_batch(ctx, dest, w, batch, fetched, result)
+                _append_batch(ctx, dest, w, batch, fetched, result, progress)
             finally:
                 ctx.budget.release(size)
             if ctx.cancel.is_set():
@@ -336,6 +362,7 @@ def _append_batch(
     batch: list[MessageMeta],
     fetched: list,
     result: AccountResult,
+    progress: _Progress,
 ) -> None:
     name = w.plan.source.name
     dest_name = w.plan.dest_name
@@ -384,10 +411,23 @@ def _append_batch(
                 )
     ctx.state.record(ctx.key, rows)
     w.done += len(batch)
+    progress.done += len(batch)
+    progress.done_bytes += sum(m.size for m in batch)
     ctx.emit(
         FolderProgress(
-            ctx.task.name, ctx.user.source, folder=name, dest_folder=dest_name, done=w.done, total=len(w.messages)
-        )
+            ctx.task.name,
+            ctx.user.source,
+            folder=name,
+            dest_folder=dest_name,
+            done=w.done,
+            total=len(w.messages),
+            account_done=progress.done,
+            account_total=progress.total,
+            bytes_done=progress.done_bytes,
+            bytes_total=progress.total_bytes,
+            bytes_per_s=progress.rate(),
+            eta_s=progress.eta(),
+        )  # fmt: skip
     )
     if w.done >= len(w.messages):
         ctx.state.save_folder(

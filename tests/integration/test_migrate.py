@@ -61,7 +61,11 @@ def test_first_run_copies_everything_exactly(pair: Pair) -> None:
     total = sum(len(v) for v in src.values())
     assert acct.copied == total
     assert acct.bytes == sum(len(raw) for msgs in src.values() for raw, _, _ in msgs)
-    assert any(isinstance(e, FolderProgress) for e in events)
+    progress = [e for e in events if isinstance(e, FolderProgress)]
+    assert progress and progress[-1].account_done == progress[-1].account_total == total
+    assert progress[-1].bytes_done == progress[-1].bytes_total == acct.bytes
+    assert [p.account_done for p in progress] == sorted(p.account_done for p in progress)
+    assert progress[-1].bytes_per_s > 0 and progress[-1].eta_s == 0
     folders = {f.name: f for f in mb.list_folders(pair.dst, "alice")}
     for name in ("Projects", "Projects/2019", "Projects/2019/Q1", "Entwürfe", "日本語", "A&B", "Empty"):
         assert folders[name].subscribed, name
