@@ -359,8 +359,18 @@ def _state_files(p: Paths, name: str) -> list[Path]:
     return [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
 
 
+# Secrets a source keeps beside the task's secrets file (a copied Google key, the MSAL token cache).
+SECRET_COMPANIONS = (".google-key.json", ".msal-cache.json")
+
+
+def _secret_files(p: Paths, name: str) -> list[Path]:
+    return [p.task_secrets_file(name), *(p.secrets_dir / f"{name}{suffix}" for suffix in SECRET_COMPANIONS)]
+
+
 def _rename_companions(p: Paths, old: str, new: str) -> None:
-    for olds, news in ((_state_files(p, old), _state_files(p, new)), ([p.log_file(old)], [p.log_file(new)])):
+    moves = [(_state_files(p, old), _state_files(p, new)), ([p.log_file(old)], [p.log_file(new)])]
+    moves += [([o], [n]) for o, n in zip(_secret_files(p, old)[1:], _secret_files(p, new)[1:], strict=True)]
+    for olds, news in moves:
         if any(n.exists() for n in news):
             continue
         for old_path, new_path in zip(olds, news, strict=True):
@@ -374,7 +384,7 @@ def delete_task(name: str, p: Paths | None = None, *, with_state: bool = False) 
     problems = validate_task_name(name)
     if problems:  # never let a name like "../settings" reach a path
         raise ConfigError(p.task_file(name or "?"), problems)
-    files = [p.task_file(name), p.task_secrets_file(name)]
+    files = [p.task_file(name), *_secret_files(p, name)]
     if with_state:
         files += [*_state_files(p, name), p.log_file(name)]
     for f in files:

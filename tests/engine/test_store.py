@@ -582,3 +582,19 @@ def test_copy_task_is_independent(p):
     assert dup.name == "b" and dup.users == task.users and dup.users[0].password == IMAP_SECRETS[1]
     dup.users[0].destination = "changed"
     assert task.users[0].destination == "alice"
+
+
+def test_source_secrets_travel_with_a_renamed_task_and_go_with_a_deleted_one():
+    from mailmig_tui.engine.model import Task
+
+    p = store.paths()
+    store.save_task(Task(name="old"))
+    cache = p.secrets_dir / "old.msal-cache.json"
+    key = p.secrets_dir / "old.google-key.json"
+    cache.write_text("{}")
+    key.write_text("{}")
+    store.save_task(Task(name="new"), old_name="old")
+    assert not cache.exists() and not key.exists()
+    assert (p.secrets_dir / "new.msal-cache.json").exists() and (p.secrets_dir / "new.google-key.json").exists()
+    store.delete_task("new")
+    assert not list(p.secrets_dir.glob("new*"))
