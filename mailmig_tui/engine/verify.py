@@ -36,6 +36,14 @@ class Verdict:
 
 
 def check_source(task: Task, user: User) -> tuple[bool, str]:
+    if task.source.type == "google":
+        from mailmig_tui.engine.sources.gmail import check_account
+
+        return check_account(task, user)
+    if task.source.type == "microsoft365":
+        from mailmig_tui.engine.sources.graph import check_mailbox
+
+        return check_mailbox(task, user)
     if task.source.type != "imap":
         return False, f"the {task.source.type} source is not available in this version"
     try:
