@@ -554,7 +554,7 @@ def _convert(hint: Any, value: Any, path: str, problems: list[Problem]) -> Any:
                 return dt.date.fromisoformat(value)
             except ValueError:
                 pass
-        problems.append(Problem(path, f"{value!r} is not a date; write it as YYYY-MM-DD without quotes"))
+        problems.append(Problem(path, f"{value!r} is not a date; write it as YYYY-MM-DD, e.g. 2015-01-31"))
         return None
     ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
     if not ok:

@@ -565,7 +565,7 @@ def test_from_dict_dates():
     f = from_dict(Filters, {"skip_before": dt.date(2015, 1, 1), "skip_after": "2026-06-30"})
     assert (f.skip_before, f.skip_after) == (dt.date(2015, 1, 1), dt.date(2026, 6, 30))
     problems = problems_of(Filters, {"skip_before": "yesterday", "skip_after": dt.datetime(2020, 1, 1, 10, 0)})
-    assert problems["skip_before"] == "'yesterday' is not a date; write it as YYYY-MM-DD without quotes"
+    assert problems["skip_before"] == "'yesterday' is not a date; write it as YYYY-MM-DD, e.g. 2015-01-31"
     assert problems["skip_after"].startswith("a date without time is expected")
 
 

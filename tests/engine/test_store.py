@@ -394,7 +394,7 @@ def test_toml_syntax_error_reported_with_its_line_and_file_untouched(p):
             'skip_before = "yesterday"',
             "filters.skip_before",
             9,
-            "'yesterday' is not a date; write it as YYYY-MM-DD without quotes",
+            "'yesterday' is not a date; write it as YYYY-MM-DD, e.g. 2015-01-31",
         ),
         ('source = "bob"', "source = 42", "users[1].source", 16, "expected a string, not 42"),
     ],

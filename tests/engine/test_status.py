@@ -1,0 +1,109 @@
+"""A task's status from the run lock, the state database and the user list (engine.status)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from mailmig_tui.engine import runner, schedule, store
+from mailmig_tui.engine.events import AccountResult
+from mailmig_tui.engine.model import RunOptions, Schedule, Task, User
+from mailmig_tui.engine.state import StateDB
+from mailmig_tui.engine.status import StatusReader, task_status
+
+
+def make_task(n: int = 3, per_period: int = 10) -> Task:
+    task = Task(
+        name="acme",
+        users=[User(f"u{i}", f"u{i}", password="x") for i in range(n)],
+        run=RunOptions(accounts_per_period=per_period),
+    )
+    store.save_task(task)
+    return task
+
+
+def finish(db: StateDB, run_id: int, account: str, status: str) -> None:
+    db.bind_account(account, "imap://src", account)
+    db.set_account_status(account, "running")
+    db.set_account_status(account, status)
+    db.record_account_run(run_id, AccountResult(account, account, status=status), 0.0)
+
+
+def test_a_task_never_run_is_idle(mailmig_home):
+    st = task_status(make_task())
+    assert (st.state, st.accounts_done, st.accounts_total, st.running) == ("idle", 0, 3, False)
+    assert st.last_run is None and st.next_run is None
+    assert not store.paths().state_file("acme").exists(), "reading the status creates nothing"
+
+
+def test_after_a_run_the_state_database_decides(mailmig_home):
+    task = make_task()
+    db = StateDB(store.paths().state_file("acme"))
+    run_id = db.start_run(False)
+    finish(db, run_id, "u0", "complete")
+    finish(db, run_id, "u1", "failed")
+    db.finish_run(run_id, "partial")
+    reader = StatusReader()
+    st = reader.status(task)
+    assert (st.state, st.accounts_done, st.accounts_total, st.last_status) == ("failed", 1, 3, "partial")
+    assert st.last_run is not None
+    for db_status, shown in (("completed", "completed"), ("stopped", "stopped"), ("interrupted", "stopped")):
+        db.finish_run(run_id, db_status)
+        assert reader.status(task).state == shown
+    db.close()
+
+
+def test_a_run_that_died_without_finishing_is_stopped(mailmig_home):
+    task = make_task()
+    db = StateDB(store.paths().state_file("acme"))
+    db.start_run(False)  # never finished, and nobody holds the lock
+    db.close()
+    assert task_status(task).state == "stopped"
+
+
+def test_a_run_of_another_process(mailmig_home):
+    task = make_task(n=5, per_period=3)
+    p = store.paths()
+    with runner.TaskLock(runner.lock_path(p, "acme"), "cli"):
+        st = task_status(task)
+        assert st.state == "starting"  # locked, run not registered yet
+        assert st.holder is not None and st.holder["by"] == "cli" and st.holder["pid"] == os.getpid()
+        db = StateDB(p.state_file("acme"))
+        run_id = db.start_run(False)
+        st = task_status(task)
+        assert (st.state, st.run_done, st.run_total) == ("running", 0, 3)  # accounts per period
+        finish(db, run_id, "u0", "complete")
+        db.bind_account("u1", "imap://src", "u1")
+        db.set_account_status("u1", "running")
+        st = task_status(task)
+        assert (st.state, st.run_done, st.run_total, st.accounts_done) == ("running", 1, 3, 1)
+        db.close()
+    assert task_status(task).state == "stopped"  # the lock went away without finish_run
+
+
+def test_the_database_is_read_again_only_when_it_changed(mailmig_home, monkeypatch):
+    task = make_task()
+    db = StateDB(store.paths().state_file("acme"))
+    run_id = db.start_run(False)
+    reads: list[int] = []
+    original = StateDB.summaries
+    monkeypatch.setattr(StateDB, "summaries", lambda self: (reads.append(1), original(self))[1])
+    reader = StatusReader()
+    reader.status(task)
+    reader.status(task)
+    assert len(reads) == 1
+    finish(db, run_id, "u0", "complete")
+    assert reader.status(task).accounts_done == 1
+    assert len(reads) == 2
+    db.close()
+
+
+def test_next_run_comes_from_the_schedule(mailmig_home):
+    task = make_task()
+    task.schedule = Schedule(enabled=True, days=["mon"], start="22:00")
+    now = dt.datetime(2026, 1, 7, 12, 0, tzinfo=dt.UTC)  # a Wednesday
+    st = task_status(task, now=now)
+    assert st.next_run == schedule.next_run(task.schedule, now)
+    assert st.next_run is not None and st.next_run.weekday() == 0
+    task.schedule.enabled = False
+    assert task_status(task, now=now).next_run is None
