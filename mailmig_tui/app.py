@@ -1,13 +1,41 @@
-"""The Textual application: global bindings and screens. No migration logic lives here."""
+"""The Textual application: screens, global keys, and the wiring of runs to thread workers.
+
+No migration logic lives here: a run is ``runner.run_task`` in a thread worker (one worker group per
+task). Its events go into a thread-safe sink that a ~100 ms timer drains on the UI thread; each batch
+is handed to the screens as one :class:`~mailmig_tui.messages.RunEvents` message. Stopping sets the
+run's cancel event; the engine stops after the current batch and the next start resumes.
+
+Losing the terminal (SIGHUP when SSH drops, or SIGTERM) stops every run the same way and exits once
+the runs have ended.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
+from mailmig_tui.engine import runner, store
+from mailmig_tui.engine.logfile import Redactor
+from mailmig_tui.engine.model import Settings, Task, validate_settings, validate_task
+from mailmig_tui.messages import RunEvents, RunStateChanged
+from mailmig_tui.runs import Run, holder_text
+from mailmig_tui.screens.modals import ConfirmModal, ErrorModal, HelpScreen
 from mailmig_tui.screens.tasks import TasksScreen
+
+DRAIN_SECONDS = 0.1
+EXIT_INTERRUPTED = 130
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
 
 
 class MailmigApp(App[None]):
@@ -15,12 +43,219 @@ class MailmigApp(App[None]):
     SUB_TITLE = "message migration"
     CSS_PATH = Path(__file__).with_name("app.tcss")
     BINDINGS = [
-        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
-        Binding("f1", "help", "Help", id="help"),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+        Binding("f1", "help", "Help", id="app.help"),
     ]
+
+    def __init__(self, *, runner_options: dict[str, Any] | None = None) -> None:
+        """``runner_options``: extra keyword arguments for ``runner.run_task`` (tests: limits, factories)."""
+        super().__init__()
+        self.runs: dict[str, Run] = {}
+        self.runner_options = dict(runner_options or {})
+        self.hung_up = False
+        self.quitting = False
+        self._signals: list[signal.Signals] = []
+
+    def get_driver_class(self) -> type[Driver]:
+        driver = super().get_driver_class()
+        if driver is LinuxDriver:
+            from mailmig_tui.terminal import HangupSafeDriver
+
+            return HangupSafeDriver
+        return driver
 
     def on_mount(self) -> None:
         self.push_screen(TasksScreen())
+        self.set_interval(DRAIN_SECONDS, self.drain)
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self.hangup)
+            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no signals
+                continue
+            self._signals.append(sig)
+
+    def on_unmount(self) -> None:
+        for run in self.runs.values():  # whatever ends the app, its runs stop cleanly
+            run.cancel.set()
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._signals.clear()
+
+    # ----------------------------------------------------------------------------------------
+    # Runs.
+
+    def start_task(self, name: str) -> Run | None:
+        """Start a run of ``name`` in a thread worker; problems that prevent it are shown, not raised."""
+        if name in self.runs:
+            return self.runs[name]
+        try:
+            task, settings = store.load_task(name), store.load_settings()
+        except store.ConfigError as exc:
+            self.push_screen(ErrorModal(f"Task {name} cannot start", str(exc)))
+            return None
+        problems = validate_task(task, settings=settings) + validate_settings(settings)
+        if problems:
+            text = "\n".join(f"• {p}" for p in problems)
+            self.push_screen(
+                ErrorModal(
+                    f"Task {name} cannot start",
+                    f"{text}\n\nFix the task in the editor (e) or the destination in Settings (g).",
+                )
+            )
+            return None
+        if not task.users:
+            self.push_screen(
+                ErrorModal(f"Task {name} has no accounts", "Import a user list in the task editor (e) first.")
+            )
+            return None
+        holder = runner.lock_holder(runner.lock_path(store.paths(), name))
+        if holder is not None:
+            self.push_screen(ErrorModal(f"Task {name} is already running", f"It is run by {holder_text(holder)}."))
+            return None
+        run = Run(name, Redactor(runner.secrets_of(task, settings)))
+        self.runs[name] = run
+        self.run_worker(
+            partial(self._run_task, run, task, settings),
+            name=f"run {name}", group=f"task-{name}", description=f"migrating {name}",
+            thread=True, exit_on_error=False,
+        )  # fmt: skip
+        self.post_to_screens(RunStateChanged(run))
+        return run
+
+    def _run_task(self, run: Run, task: Task, settings: Settings) -> runner.RunResult:
+        """In the worker thread: the engine does everything, reporting through ``run.sink``."""
+        return runner.run_task(task, settings, cancel=run.cancel, sink=run.sink, by="tui", **self.runner_options)
+
+    def stop_task(self, name: str) -> None:
+        run = self.runs.get(name)
+        if run is not None and run.phase != "stopping":
+            run.stop()
+            self.post_to_screens(RunStateChanged(run))
+
+    def drain(self) -> None:
+        for run in list(self.runs.values()):
+            self._drain(run)
+        if (self.hung_up or self.quitting) and not self.runs:
+            self.exit(return_code=EXIT_INTERRUPTED if self.hung_up else 0)
+
+    def _drain(self, run: Run) -> None:
+        batch = run.sink.drain()
+        if batch:
+            run.absorb(batch)
+            self.post_to_screens(RunEvents(run, batch))
+
+    def post_to_screens(self, message: RunEvents | RunStateChanged) -> None:
+        for screen in self.screen_stack:
+            screen.post_message(message)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if not worker.group.startswith("task-") or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR):
+            return
+        name = worker.group.removeprefix("task-")
+        run = self.runs.pop(name, None)
+        if run is None:
+            return
+        self._drain(run)
+        run.ended = True
+        if event.state == WorkerState.SUCCESS:
+            run.result = worker.result
+            self._notify_result(run)
+        else:
+            self._show_run_error(name, worker.error)
+        self.post_to_screens(RunStateChanged(run))
+        if (self.hung_up or self.quitting) and not self.runs:
+            self.exit(return_code=EXIT_INTERRUPTED if self.hung_up else 0)
+
+    def _notify_result(self, run: Run) -> None:
+        result = run.result
+        if result is None:
+            return
+        failed = sum(1 for a in result.accounts if a.status == "failed")
+        ok = sum(1 for a in result.accounts if a.status == "complete")
+        text = f"{run.task}: run {result.status}: {ok} complete, {failed} failed"
+        if result.status == "stopped":
+            text += "; start it again to resume"
+        severity = "information" if result.status in ("completed", "stopped") else "error"
+        self.notify(text, title="Run finished", severity=severity, markup=False, timeout=8)
+
+    def _show_run_error(self, name: str, error: BaseException | None) -> None:
+        if isinstance(error, runner.RunError | runner.RunConfigError):
+            body = str(error)
+            if "certificate" in body:
+                body += "\n\nOpen Settings (g) and test the destination (ctrl+t) to check and pin its certificate."
+            self.push_screen(ErrorModal(f"Task {name} could not start", body))
+        else:
+            self.push_screen(
+                ErrorModal(
+                    f"Task {name} stopped on an unexpected error",
+                    f"{type(error).__name__}: {error}\n\nWhat was copied is recorded; starting the task again resumes.",
+                )
+            )
+
+    # ----------------------------------------------------------------------------------------
+    # Leaving.
+
+    def hangup(self) -> None:
+        """The terminal is gone (SIGHUP) or we are told to stop (SIGTERM): stop every run, then exit."""
+        self.hung_up = True
+        for run in self.runs.values():
+            run.stop()
+        driver = self._driver
+        if driver is not None:
+            driver.disable_input()  # nothing more can come from a hung-up terminal
+        if not self.runs:
+            self.exit(return_code=EXIT_INTERRUPTED)
+
+    async def action_quit(self) -> None:
+        if not self.runs:
+            self.exit()
+            return
+        names = ", ".join(sorted(self.runs))
+
+        def done(stop: bool | None) -> None:
+            if not stop:
+                return
+            self.quitting = True
+            for run in self.runs.values():
+                run.stop()
+                self.post_to_screens(RunStateChanged(run))
+            self.notify("Stopping the runs after their current batch, then quitting…", markup=False)
+
+        self.push_screen(
+            ConfirmModal(
+                "Quit while tasks run?",
+                f"Running now: {names}. Quitting stops them after their current batch; "
+                "starting them again resumes where they stopped.",
+                yes="Stop and quit",
+            ),
+            done,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Help and the command palette.
 
     def action_help(self) -> None:
-        self.action_show_help_panel()
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.screen))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help: keys", "Every key of this screen (F1)", self.action_help)
+        seen: set[str] = set()
+        for active in screen.active_bindings.values():
+            binding, node = active.binding, active.node
+            if node is self or not binding.description or not active.enabled or binding.action in seen:
+                continue
+            if node is not screen:
+                continue
+            seen.add(binding.action)
+            key = self.get_key_display(binding)
+            yield SystemCommand(
+                binding.description,
+                f"{binding.tooltip or binding.description} ({key})",
+                partial(screen.run_action, binding.action),
+            )

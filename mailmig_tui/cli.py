@@ -483,8 +483,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_app(args: argparse.Namespace) -> int:
     from mailmig_tui.app import MailmigApp
 
-    MailmigApp().run()
-    return EXIT_OK
+    app = MailmigApp()
+    app.run()
+    return app.return_code or EXIT_OK  # 130 when a hangup stopped the runs
 
 
 # --------------------------------------------------------------------------------------------

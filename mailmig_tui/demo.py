@@ -164,5 +164,6 @@ def run_demo(*, headless: bool, per_user: int = 120) -> int:
             return code
         from mailmig_tui.app import MailmigApp
 
-        MailmigApp().run()
-        return 0
+        app = MailmigApp()
+        app.run()
+        return app.return_code or 0

@@ -1,0 +1,208 @@
+"""Form helpers: a labelled field that shows the model's message for it, and text <-> value helpers.
+
+The form never decides what is valid: it turns what the admin typed into the TOML-shaped data the
+model reads (:func:`build`), and shows each :class:`~mailmig_tui.engine.model.Problem` next to the
+field whose dotted path it names (:class:`FieldError`).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.suggester import Suggester
+from textual.widget import Widget
+from textual.widgets import Checkbox, Input, Label, Select, Static, Switch, TextArea
+
+from mailmig_tui.engine import model
+
+_INDEX_RE = re.compile(r"\[\d+\]")
+
+
+def widget_id(path: str) -> str:
+    """The DOM id of the widget editing a dotted model path: ``source.port`` -> ``f-source-port``."""
+    return "f-" + path.replace(".", "-")
+
+
+def base_path(problem_field: str) -> str:
+    """A problem's field without list indices: ``notifications.success_to[1]`` -> ``notifications.success_to``."""
+    return _INDEX_RE.sub("", problem_field)
+
+
+class FieldError(Static):
+    """Where the model's messages about one field (a dotted path) appear; hidden while there are none."""
+
+    def __init__(self, path: str, *, target: Widget | None = None, id: str | None = None) -> None:
+        super().__init__("", classes="field-error", id=id, markup=False)
+        self.path = path
+        self.target = target
+        self.messages: list[str] = []
+        self.display = False
+
+    def show(self, messages: list[str]) -> None:
+        self.messages = list(messages)
+        self.update(Text("\n".join(self.messages)))
+        self.display = bool(self.messages)
+        for node in self._marked_nodes():
+            node.set_class(bool(self.messages), "-problem")
+
+    def _marked_nodes(self) -> list[Widget]:
+        """The field (label in red) and its editing widget."""
+        nodes = [self.parent] if isinstance(self.parent, FormField) else []
+        return nodes + ([self.target] if self.target is not None else [])
+
+
+class FormField(Widget):
+    """A label, the editing widget, an optional hint, and the model's messages about ``path``."""
+
+    def __init__(self, label: str, widget: Widget, *, path: str, hint: str = "", id: str | None = None) -> None:
+        super().__init__(classes="form-field", id=id)
+        self.label = label
+        self.widget = widget
+        self.path = path
+        self.hint = hint
+        self.error = FieldError(path, target=widget)
+
+    def compose(self) -> ComposeResult:
+        yield Label(Text(self.label), classes="field-label", markup=False)
+        yield self.widget
+        if self.hint:
+            yield Static(Text(self.hint), classes="field-hint", markup=False)
+        yield self.error
+
+
+def field(label: str, widget: Widget, *, hint: str = "", path: str | None = None) -> FormField:
+    """A FormField for ``widget`` whose id was made with :func:`widget_id` (the path is read back from it)."""
+    if path is None:
+        assert widget.id and widget.id.startswith("f-"), "give the widget an id made by widget_id()"
+        path = widget.id[2:].replace("-", ".")
+    return FormField(label, widget, path=path, hint=hint)
+
+
+EDITING = "Input, Select, Switch, Checkbox, TextArea, DataTable, Button"
+
+
+def focus_target(widget: Widget | None) -> Widget | None:
+    """The first focusable editing widget at or under ``widget``."""
+    if widget is None:
+        return None
+    inner = [w for w in widget.query(EDITING) if w.focusable]
+    return inner[0] if inner else widget if widget.focusable else None
+
+
+def value_of(widget: Widget) -> Any:
+    """The raw value of an editing widget, for change detection."""
+    if isinstance(widget, Input | Select | Switch | Checkbox):
+        return widget.value
+    if isinstance(widget, TextArea):
+        return widget.text
+    return None
+
+
+def editing_widgets(root: Widget) -> list[Widget]:
+    return list(root.query("Input, Select, Switch, Checkbox, TextArea"))
+
+
+# --------------------------------------------------------------------------------------------
+# Text <-> values.  Conversion only: whether a value is acceptable is the model's business.
+
+
+def number(text: str) -> int | str:
+    """A whole number when the text is one, else the text itself (the model then says what is wrong)."""
+    stripped = text.strip()
+    try:
+        return int(stripped)
+    except ValueError:
+        return stripped
+
+
+def split_list(text: str) -> list[str]:
+    """Items written one per line or separated by commas; a ``/…/`` regular expression may hold commas."""
+    items: list[str] = []
+    for line in text.splitlines():
+        rest = line.strip()
+        while rest:
+            regex = re.match(r"/.*?/(?=\s*(?:,|$))", rest)
+            item = regex.group(0) if regex else rest.split(",", 1)[0]
+            rest = rest[len(item) :].strip()
+            if rest.startswith(","):
+                rest = rest[1:].strip()
+            if item.strip():
+                items.append(item.strip())
+    return items
+
+
+def split_addresses(text: str) -> list[str]:
+    """Recipients separated by commas, semicolons or blanks."""
+    return [a for a in re.split(r"[,;\s]+", text) if a]
+
+
+def set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``data["a"]["b"] = value`` for ``path`` "a.b", creating tables on the way."""
+    *tables, key = path.split(".")
+    for name in tables:
+        data = data.setdefault(name, {})
+    data[key] = value
+
+
+def _drop_path(data: Any, path: str) -> bool:
+    parts = base_path(path).split(".")
+    for name in parts[:-1]:
+        if not isinstance(data, dict) or name not in data:
+            return False
+        data = data[name]
+    if isinstance(data, dict) and parts[-1] in data:
+        del data[parts[-1]]
+        return True
+    return False
+
+
+def build(cls: type, data: Mapping[str, Any]) -> tuple[Any, list[model.Problem]]:
+    """A model object from form data plus the model's conversion problems.
+
+    A value the model cannot convert (``port = "abc"``) is reported and replaced by its default, so
+    that the object can still be checked with the model's other rules.
+    """
+    work = copy.deepcopy(dict(data))
+    problems: list[model.Problem] = []
+    while True:
+        try:
+            return model.from_dict(cls, work), problems
+        except model.ValidationError as exc:
+            problems += exc.problems
+            if not any([_drop_path(work, p.field) for p in exc.problems]):
+                raise
+
+
+# --------------------------------------------------------------------------------------------
+# Path completion for file inputs.
+
+
+class PathSuggester(Suggester):
+    """Completes the last part of a file path from what is on disk (directories end with "/")."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        if not value:
+            return None
+        typed = Path(value).expanduser()
+        folder, stem = (typed, "") if value.endswith("/") else (typed.parent, typed.name)
+        try:
+            names = sorted(
+                p.name + ("/" if p.is_dir() else "")
+                for p in folder.iterdir()
+                if p.name.startswith(stem) and (stem.startswith(".") or not p.name.startswith("."))
+            )
+        except OSError:
+            return None
+        for name in names:
+            if name != stem:
+                return value + name[len(stem) :]
+        return None
