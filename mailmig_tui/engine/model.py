@@ -417,7 +417,12 @@ def validate_task(task: Task, *, existing_names: Iterable[str] = (), settings: S
         p += validate_user(user, task.source, f"users[{i}]")
         key = account_key(user.source)
         if key in seen:
-            p.append(Problem(f"users[{i}].source", f"{user.source!r} is listed twice (also users[{seen[key]}])"))
+            p.append(
+                Problem(
+                    f"users[{i}].source",
+                    f"{user.source!r} is listed twice (also in row {seen[key] + 1} of the user list)",
+                )
+            )
         seen.setdefault(key, i)
     if settings is not None and settings.destination.auth == "per-user":
         for i, user in enumerate(task.users):

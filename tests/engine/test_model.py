@@ -396,7 +396,7 @@ def test_duplicate_users_case_insensitive():
     ]
     problems = by_field(validate_task(imap_task(users=users)))
     assert list(problems) == ["users[2].source"]
-    assert "listed twice (also users[0])" in problems["users[2].source"]
+    assert "listed twice (also in row 1 of the user list)" in problems["users[2].source"]
 
 
 def test_user_account_rules():

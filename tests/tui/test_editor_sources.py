@@ -17,7 +17,7 @@ from mailmig_tui.engine import model, store
 from mailmig_tui.engine.sources import gmail_auth, graph_auth
 from mailmig_tui.engine.sources.gmail_auth import SCOPE
 from mailmig_tui.screens.editor import TaskEditorScreen
-from mailmig_tui.screens.editor_modals import SignInModal, UserModal
+from mailmig_tui.screens.editor_modals import SIGNIN_GROUP, SignInModal, UserModal
 from mailmig_tui.screens.modals import ConfirmModal
 from mailmig_tui.screens.users import UserListPane
 from mailmig_tui.widgets.form import FormField
@@ -278,9 +278,8 @@ async def test_device_code_sign_in_cancelled_or_declined(fake: FakeMicrosoft):
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is screen and modal.cancel_event.is_set()
-        await wait_for(
-            pilot, lambda: not [w for w in modal.workers if w.is_running], WAIT, "the sign-in thread to stop"
-        )
+        stopped = lambda: not any(w.group == SIGNIN_GROUP and w.is_running for w in app.workers)  # noqa: E731
+        await wait_for(pilot, stopped, WAIT, "the sign-in thread to stop")
         assert signin_status(screen).startswith("Not signed in")
         assert not graph_auth.cache_file("contoso").exists()
 
