@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from imapclient import IMAPClient
+from imapclient.datetime_util import datetime_to_INTERNALDATE
 from imapclient.exceptions import IMAPClientError
 
 from mailmig_tui.engine import imapconn
@@ -107,6 +108,7 @@ class DestinationMailbox:
         # Names are passed in Unicode and encoded by imapclient (MULTIAPPEND needs that mode).
         caps = imapconn.capabilities(self._client)
         self.multiappend = "MULTIAPPEND" in caps
+        self.literal_plus = "LITERAL+" in caps
         self.uidplus = "UIDPLUS" in caps
         self.append_limit = next((int(c.split("=", 1)[1]) for c in caps if c.startswith("APPENDLIMIT=")), 0)
         self.delimiter, self.prefix = self._namespace()
@@ -203,7 +205,11 @@ class DestinationMailbox:
     # Appending.
 
     def append(self, name: str, items: list[Appendable]) -> list[AppendOutcome]:
-        """Append a batch to folder ``name``; one outcome per item, in order."""
+        """Append a batch to folder ``name``; one outcome per item, in order.
+
+        The batch goes as one MULTIAPPEND where offered; if the server refuses it (one message over
+        a size limit refuses them all), each message is sent alone so that only the culprit fails.
+        """
         folder = self.select(name)
         prepared = [(it.raw, allowed_flags(it.flags, folder), it.internaldate) for it in items]
         outcomes: list[AppendOutcome | None] = [None] * len(items)
@@ -217,15 +223,7 @@ class DestinationMailbox:
                 todo.append(i)
         if self.multiappend and len(todo) > 1:
             try:
-                response = self._client.multiappend(
-                    name, [{"msg": prepared[i][0], "flags": prepared[i][1], "date": prepared[i][2]} for i in todo]
-                )
-                if isinstance(response, tuple) and response and text_of(response[0]).upper() != "OK":
-                    # imapclient returns a refused MULTIAPPEND as ("NO", [text]) instead of raising it
-                    raise IMAPClientError(
-                        f"{text_of(response[0])} {' '.join(text_of(x) for x in response[1] or () if x)}"
-                    )
-                uids = appenduid(response)
+                uids = appenduid(self._send_append(name, [prepared[i] for i in todo]))
                 if uids and len(uids[1]) == len(todo):
                     for i, uid in zip(todo, uids[1], strict=True):
                         outcomes[i] = AppendOutcome(uid=uid)
@@ -238,15 +236,42 @@ class DestinationMailbox:
                 self._check_quota(str(exc))
                 self._resync()  # the whole batch was refused: find the culprit(s) one by one
         for i in todo:
-            raw, flags, date = prepared[i]
             try:
-                response = self._client.append(name, raw, flags, date)
-                uids = appenduid(response)
+                uids = appenduid(self._send_append(name, [prepared[i]]))
                 outcomes[i] = AppendOutcome(uid=uids[1][0] if uids else None)
             except IMAPClientError as exc:
                 self._check_quota(str(exc))
                 outcomes[i] = AppendOutcome(error=f"refused by the destination: {_server_text(exc)}")
         return [o or AppendOutcome(error="not appended") for o in outcomes]
+
+    def _send_append(self, name: str, batch: list[tuple[bytes, tuple[str, ...], dt.datetime]]) -> object:
+        """One APPEND command (MULTIAPPEND for several messages); IMAPClientError when refused.
+
+        With LITERAL+ each message's octets are written to the socket as they are: imapclient would
+        copy every message twice, and imaplib's own APPEND rewrites line ends with a regex (CPU and
+        about three times the message in memory).
+        """
+        if not self.literal_plus:
+            if len(batch) == 1:
+                raw, flags, date = batch[0]
+                return self._client.append(name, raw, flags, date)
+            response = self._client.multiappend(name, [{"msg": r, "flags": f, "date": d} for r, f, d in batch])
+            typ, data = response if isinstance(response, tuple) else ("OK", response)
+        else:
+            imap = self._client._imap
+            tag = imap._new_tag()
+            imap.send(tag + b" APPEND " + self._client._normalise_folder(name))
+            for raw, flags, date in batch:
+                head = b" (" + " ".join(flags).encode("ascii") + b') "' + datetime_to_INTERNALDATE(date).encode("ascii")
+                imap.send(head + b'" {%d+}\r\n' % len(raw))
+                imap.send(raw)
+            imap.send(b"\r\n")
+            typ, data = imap._command_complete("APPEND", tag)
+        if text_of(typ).upper() != "OK":  # a refused APPEND is returned, not raised
+            raise IMAPClientError(
+                f"{text_of(typ)} {' '.join(text_of(x) for x in data or () if isinstance(x, bytes | str))}"
+            )
+        return data
 
     def _resync(self) -> None:
         self._client.noop()

@@ -218,6 +218,9 @@ def connect(ep: Endpoint) -> IMAPClient:
         client = IMAPClient(ep.host, port=ep.port, ssl=ep.security == "ssl", ssl_context=context, timeout=ep.timeout)
     except Exception as exc:
         raise _error(ep, exc) from exc
+    # IMAPClient sets imaplib's debug level to 5, which makes imaplib format every response (message
+    # bodies included) for a logger that then drops it: most of the client's CPU in a copy.
+    client._imap.debug = 0
     try:
         _tune_socket(client.socket(), ep.timeout)
         if context is not None and ep.security == "starttls":

@@ -39,7 +39,7 @@ from mailmig_tui.engine.state import StateDB, StateMismatch
 
 RETRIES = 3
 BACKOFF_S = (2.0, 6.0, 15.0)
-DEFAULT_BUDGET = 256 * 1024 * 1024
+DEFAULT_BUDGET = 48 * 1024 * 1024  # message bytes in flight per run (bench/: no faster above)
 
 
 class RunError(Exception):

@@ -19,48 +19,21 @@ from textual.worker import Worker, WorkerState
 
 from mailmig_tui.engine import model
 from mailmig_tui.engine.sources import graph_auth
+from mailmig_tui.screens.modals import PromptModal
 from mailmig_tui.widgets.form import FieldError, FormField, PathSuggester, focus_target
 
 EDITOR_CSS = Path(__file__).parent.parent / "editor.tcss"
 
 
-class PathModal(ModalScreen[str | None]):
+class PathModal(PromptModal):
     """Asks for a file path (with completion: → accepts the suggestion); escape cancels."""
 
-    CSS_PATH = EDITOR_CSS
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="path.cancel")]
-
     def __init__(self, title: str, *, value: str = "", action: str = "OK") -> None:
-        super().__init__(classes="editor-modal")
-        self.title_text = title
-        self.value = value
-        self.action_label = action
+        super().__init__(action, title, value, check=_not_blank, suggester=PathSuggester())
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="modal-body"):
-            yield Static(Text(self.title_text), classes="modal-question", markup=False)
-            yield Input(self.value, id="path", suggester=PathSuggester())
-            with Horizontal(classes="modal-buttons"):
-                yield Button(Text(self.action_label), id="ok", variant="primary")
-                yield Button("Cancel", id="cancel")
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def _submit(self) -> None:
-        value = self.query_one("#path", Input).value.strip()
-        if value:
-            self.dismiss(value)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+def _not_blank(value: str) -> list[str]:
+    return [] if value.strip() else ["a path is needed"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
+from textual.suggester import Suggester
 from textual.widgets import Button, Checkbox, DataTable, Input, Static
 
 
@@ -96,16 +97,23 @@ class PromptModal(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
 
     def __init__(
-        self, title: str, label: str, value: str = "", *, check: Callable[[str], list[str]] | None = None
+        self,
+        title: str,
+        label: str,
+        value: str = "",
+        *,
+        check: Callable[[str], list[str]] | None = None,
+        suggester: Suggester | None = None,
     ) -> None:
         super().__init__(classes="dialog-screen")
         self._title, self._label, self._value, self._check = title, label, value, check
+        self._suggester = suggester
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(Text(self._title), classes="dialog-title")
             yield Static(Text(self._label), classes="dialog-body")
-            yield Input(self._value, id="prompt-input")
+            yield Input(self._value, id="prompt-input", suggester=self._suggester)
             yield Static("", id="prompt-error", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("OK (enter)", variant="primary", id="ok")

@@ -60,7 +60,6 @@ import os
 import pwd
 import secrets
 import signal
-import socket
 import ssl
 import stat
 import subprocess
@@ -71,6 +70,9 @@ from types import TracebackType
 from typing import Self
 
 from imapclient import IMAPClient
+
+from mailmig_tui.embedded_imap import EmbeddedServerError as ServerStartError
+from mailmig_tui.embedded_imap import free_port, wait_for_greeting
 
 DOVECOT = "/usr/sbin/dovecot"
 DOVEADM = "/usr/bin/doveadm"
@@ -91,43 +93,8 @@ SPECIAL_USE_DEFAULTS: dict[str, str] = {
 }
 
 
-class ServerStartError(RuntimeError):
-    """A test server exited or sent no ``* OK`` greeting in time."""
-
-
 class DovecotError(RuntimeError):
     """The instance did not start, stop or run a doveadm command as asked."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_greeting(
-    host: str, port: int, timeout: float = READY_TIMEOUT, process: subprocess.Popen[bytes] | None = None
-) -> bytes:
-    """Poll until a TCP connect to ``host:port`` returns an IMAP ``* OK`` greeting.
-
-    Gives up early if ``process`` (the server) exits meanwhile.
-    """
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise ServerStartError(f"server exited with status {process.returncode}")
-        try:
-            with socket.create_connection((host, port), timeout=1.0) as sock:
-                greeting = sock.recv(512)
-            if greeting.startswith(b"* OK"):
-                return greeting
-            last_error = ServerStartError(f"unexpected greeting {greeting!r}")
-        except OSError as exc:
-            last_error = exc
-        time.sleep(0.02)
-    raise ServerStartError(f"no IMAP greeting on {host}:{port} within {timeout} s: {last_error}")
 
 
 def make_self_signed_cert(directory: Path) -> tuple[Path, Path]:
@@ -394,7 +361,7 @@ class DovecotServer:
                 stdin=subprocess.DEVNULL, stdout=stdio, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         try:
-            wait_for_greeting(self.host, self.port, process=self._process)
+            wait_for_greeting(self.host, self.port, READY_TIMEOUT, process=self._process)
         except ServerStartError as exc:
             self.stop()
             raise DovecotError(f"Dovecot did not start: {exc}\n{self.log_tail()}") from exc

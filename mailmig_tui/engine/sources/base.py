@@ -89,12 +89,17 @@ def fingerprint_of(meta: MessageMeta, raw: bytes | None = None) -> str:
     """
     if meta.message_id:
         when = meta.internaldate.astimezone(dt.UTC).strftime("%Y%m%d%H%M%S")
-        size = meta.size if raw is None else len(raw) + raw.count(b"\n") - raw.count(b"\r\n")
+        size = meta.size if raw is None or len(raw) == meta.size else _crlf_size(raw)
         key = f"{meta.message_id.strip()}|{when}|{size}"
         return "m:" + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:40]
     if raw is None:
         return ""
     return "h:" + hashlib.sha256(raw).hexdigest()[:40]
+
+
+def _crlf_size(raw: bytes) -> int:
+    """The size IMAP would report (RFC822.SIZE counts CRLF line ends) of octets that may use bare LF."""
+    return len(raw) + raw.count(b"\n") - raw.count(b"\r\n")
 
 
 def date_window(filters: Filters) -> tuple[dt.date | None, dt.date | None]:

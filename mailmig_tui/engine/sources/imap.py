@@ -6,6 +6,7 @@ import datetime as dt
 from collections import Counter
 
 from imapclient import IMAPClient
+from imapclient.response_parser import parse_fetch_response, parse_response
 
 from mailmig_tui.engine import imapconn
 from mailmig_tui.engine.folders import RemoteFolder
@@ -21,6 +22,7 @@ from mailmig_tui.engine.sources.base import (
 )
 
 META_CHUNK = 2000
+STATUS_ITEMS = ("UIDVALIDITY", "UIDNEXT", "MESSAGES")
 # Gmail labels that do not put a message in a folder of its own (views, not places).
 GMAIL_VIEW_LABELS = {"\\important", "\\starred"}
 _META_ITEMS = [b"RFC822.SIZE", b"INTERNALDATE", b"FLAGS", b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
@@ -67,6 +69,25 @@ def archived_only(labels: tuple[bytes | str, ...]) -> bool:
     return all(text_of(label).lower() in GMAIL_VIEW_LABELS for label in labels)
 
 
+def fetch_meta_range(client: IMAPClient, uid_range: str) -> list[MessageMeta]:
+    """Metadata of every message in a UID range such as ``1:*`` (IMAPClient.fetch only takes UID lists)."""
+    imap = client._imap
+    tag = imap._command("UID", "FETCH", uid_range, "(" + " ".join(i.decode() for i in _META_ITEMS) + ")")
+    typ, data = imap._command_complete("FETCH", tag)
+    if text_of(typ).upper() != "OK":
+        raise imapconn.ImapError("protocol", f"FETCH refused: {' '.join(text_of(x) for x in data if x)}")
+    _typ, data = imap._untagged_response(typ, data, "FETCH")
+    response = parse_fetch_response(data, client.normalise_times, True)
+    metas = (meta_of(uid, item) for uid, item in sorted(response.items()))
+    return [m for m in metas if m is not None]
+
+
+def _status_of(values: dict) -> FolderStatus:
+    get = {text_of(k).upper(): v for k, v in values.items()}.get
+    uidnext, messages = get("UIDNEXT", 0), get("MESSAGES", 0)
+    return FolderStatus(str(get("UIDVALIDITY", 0)), f"{uidnext}/{messages}", int(messages))
+
+
 def fetch_meta(client: IMAPClient, uids: list[int]) -> list[MessageMeta]:
     """Metadata of many messages in few round trips (chunks of ``META_CHUNK`` UIDs)."""
     out: list[MessageMeta] = []
@@ -94,6 +115,7 @@ class ImapSource:
         # keeping only the messages no label places elsewhere (archived mail), so nothing is lost
         # and nothing is copied twice.
         self._gmail = self._client.has_capability("X-GM-EXT-1")
+        self._status_cache: dict[str, FolderStatus] = {}
         self._all_mail: str | None = None
 
     def _namespace_prefix(self) -> str:
@@ -105,8 +127,27 @@ class ImapSource:
         prefix, _sep = personal[0]
         return text_of(prefix)
 
+    def _list_with_status(self) -> list[tuple]:
+        """LIST-STATUS (RFC 5819): every folder and its STATUS in one round trip instead of one per folder."""
+        imap = self._client._imap
+        returns = "SPECIAL-USE STATUS" if self._client.has_capability("SPECIAL-USE") else "STATUS"
+        typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN", f"({returns} ({' '.join(STATUS_ITEMS)}))")
+        if text_of(typ).upper() != "OK":
+            raise imapconn.ImapError("protocol", f"LIST refused: {' '.join(text_of(x) for x in data if x)}")
+        _typ, listing = imap._untagged_response(typ, data, "LIST")
+        for line in imap.untagged_responses.pop("STATUS", []):
+            name, items = parse_response([line])
+            values = dict(zip(items[::2], items[1::2], strict=False))
+            self._status_cache[text_of(name)] = _status_of(values)
+        return self._client._proc_folder_list(listing)
+
     def list_folders(self) -> list[RemoteFolder]:
-        folders = [RemoteFolder.from_imapclient(entry) for entry in self._client.list_folders()]
+        self._status_cache.clear()
+        if self._client.has_capability("LIST-STATUS"):
+            entries = self._list_with_status()
+        else:
+            entries = self._client.list_folders()
+        folders = [RemoteFolder.from_imapclient(entry) for entry in entries]
         if not self._gmail:
             return folders
         out = []
@@ -118,10 +159,11 @@ class ImapSource:
         return out
 
     def status(self, folder: RemoteFolder) -> FolderStatus:
-        st = self._client.folder_status(folder.imap_name, [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"])
-        uidnext = st.get(b"UIDNEXT", 0)
-        messages = st.get(b"MESSAGES", 0)
-        return FolderStatus(str(st.get(b"UIDVALIDITY", 0)), f"{uidnext}/{messages}", int(messages))
+        """From the LIST-STATUS of this pass (never newer than what is then listed), else one STATUS."""
+        cached = self._status_cache.pop(folder.imap_name, None)
+        if cached is not None:
+            return cached
+        return _status_of(self._client.folder_status(folder.imap_name, [s.encode() for s in STATUS_ITEMS]))
 
     def _examine(self, folder: RemoteFolder) -> None:
         if self._selected != folder.imap_name:
@@ -130,7 +172,13 @@ class ImapSource:
 
     def list_messages(self, folder: RemoteFolder, status: FolderStatus, known: set[str], filters: Filters) -> Listing:
         self._examine(folder)
-        unknown = {uid for uid in self._client.search("ALL") if str(uid) not in known}
+        prefetched: list[MessageMeta] | None = None
+        if not known and not (self._gmail and folder.imap_name == self._all_mail):
+            # Nothing known yet: the metadata of every message, in one command, without a SEARCH first.
+            prefetched = fetch_meta_range(self._client, "1:*")
+            unknown = {int(m.id) for m in prefetched}
+        else:
+            unknown = {uid for uid in self._client.search("ALL") if str(uid) not in known}
         skipped: Counter[str] = Counter()
         since, until = date_window(filters)
         if unknown and since:
@@ -144,6 +192,8 @@ class ImapSource:
         if self._gmail and folder.imap_name == self._all_mail and unknown:
             labels = self._client.fetch(sorted(unknown), [b"X-GM-LABELS"])
             unknown = {uid for uid in unknown if archived_only(tuple(labels.get(uid, {}).get(b"X-GM-LABELS", ())))}
+        if prefetched is not None:
+            return Listing([m for m in prefetched if int(m.id) in unknown], +skipped)
         return Listing(fetch_meta(self._client, sorted(unknown)), +skipped)
 
     def fetch(self, folder: RemoteFolder, ids: list[str]) -> list[Fetched]:
