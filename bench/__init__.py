@@ -1,0 +1,1 @@
+"""Reproducible performance benchmark of mailmig-tui against private Dovecot instances (see README.md)."""
