@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import signal
 import sys
 import threading
@@ -244,6 +245,8 @@ def _install_stop_handlers(cancel: threading.Event) -> None:
         )
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+            continue  # started under nohup: the admin wants the run to outlive the session
         signal.signal(sig, stop)
 
 
@@ -483,6 +486,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_app(args: argparse.Namespace) -> int:
     from mailmig_tui.app import MailmigApp
 
+    for name in ("COLUMNS", "LINES"):  # an exported size would pin the screen and ignore resizes
+        os.environ.pop(name, None)
     app = MailmigApp()
     app.run()
     return app.return_code or EXIT_OK  # 130 when a hangup stopped the runs

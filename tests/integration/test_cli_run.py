@@ -553,3 +553,23 @@ def test_verify_command_with_unreachable_source(dovecot: DovecotServer, mailmig_
     assert (
         verdict["source"] == f"127.0.0.1:{port}: connection refused: is the IMAP server running and is the port right?"
     )
+
+
+def test_run_under_nohup_outlives_a_hangup(pair: Pair) -> None:
+    """SIGHUP ignored by the parent (nohup) stays ignored: hangups during the run do not stop it."""
+    mb.seed(pair.src, "alice", {"INBOX": [mb.Msg(message(i), (), when(2021, 1, 1, 0, 0, 0)) for i in range(300)]})
+    pair.task(), pair.settings()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailmig_tui", "run", "acme"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        proc.send_signal(signal.SIGHUP)  # the whole run long, as a dropped session would
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0, out
+    assert len(contents(pair.dst, "alice")["INBOX"]) == 300
