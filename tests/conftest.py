@@ -8,8 +8,10 @@ gets the server logs' tails printed in its teardown output.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,23 @@ def mailmig_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("MAILMIG_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def timezone_named() -> Iterator[Callable[[str], None]]:
+    """``timezone_named("Europe/Berlin")`` makes that the process's local time zone for the test."""
+    old = os.environ.get("TZ")
+
+    def apply(name: str) -> None:
+        os.environ["TZ"] = name
+        time.tzset()
+
+    yield apply
+    if old is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = old
+    time.tzset()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -236,16 +236,8 @@ def test_labels_become_imap_atom_keywords(label: str, keyword: str) -> None:
 
 
 @pytest.fixture
-def new_york() -> Iterator[None]:
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "America/New_York"
-    time.tzset()
-    yield
-    if old is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
+def new_york(timezone_named: Callable[[str], None]) -> None:
+    timezone_named("America/New_York")
 
 
 def test_date_bounds_are_local_midnight(new_york: None) -> None:

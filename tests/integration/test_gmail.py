@@ -5,7 +5,6 @@ INTERNALDATE, folder by folder."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import stat
 import threading
 import time
@@ -254,16 +253,8 @@ def test_rerun_copies_nothing_then_only_new_mail(ws: Workspace) -> None:
 
 
 @pytest.fixture
-def new_york() -> Iterator[None]:
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "America/New_York"
-    time.tzset()
-    yield
-    if old is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
+def new_york(timezone_named: Callable[[str], None]) -> None:
+    timezone_named("America/New_York")
 
 
 def test_filters_keep_the_boundary_days_in_the_admins_time_zone(ws: Workspace, new_york: None) -> None:

@@ -235,16 +235,8 @@ def test_rerun_copies_nothing_then_only_new_and_moved_mail(tenant: Tenant) -> No
 
 
 @pytest.fixture
-def berlin() -> Iterator[None]:
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "Europe/Berlin"
-    time.tzset()
-    yield
-    if old is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
+def berlin(timezone_named: Callable[[str], None]) -> None:
+    timezone_named("Europe/Berlin")
 
 
 def test_filters_boundary_days_size_trash_junk_and_mailbox_filter(tenant: Tenant, berlin: None) -> None:
