@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from mailmig_tui.engine import imapconn, verify
 from mailmig_tui.engine.model import Destination, Settings, Smtp, User
+from mailmig_tui.engine.notify import test_message
 
 TIMEOUT = 15.0
 
@@ -76,7 +77,8 @@ def _notable(caps: frozenset[str]) -> str:
 
 
 def probe_smtp(smtp: Smtp, timeout: float = TIMEOUT) -> ProbeResult:
-    """Connect to the relay, EHLO, STARTTLS or implicit TLS as configured, and log in when a login is set."""
+    """Connect to the relay, EHLO, STARTTLS or implicit TLS as configured, log in when a login is set,
+    and send a test message to the sender address: each step that worked is a line of the result."""
     if not smtp.host:
         return ProbeResult(False, ["no SMTP relay is set: fill in its host"])
     where = f"[{smtp.host}]:{smtp.port}" if ":" in smtp.host else f"{smtp.host}:{smtp.port}"
@@ -112,6 +114,11 @@ def probe_smtp(smtp: Smtp, timeout: float = TIMEOUT) -> ProbeResult:
                 )
             client.login(smtp.login, smtp.password)
             lines.append(f"logged in as {smtp.login}")
+        if smtp.sender:
+            refused = client.send_message(test_message(smtp, [smtp.sender]))
+            if refused:
+                return ProbeResult(False, [*lines, f"{where}: the test message was refused for {smtp.sender}"])
+            lines.append(f"test message sent to {smtp.sender}")
         return ProbeResult(True, lines)
     except Exception as exc:  # noqa: BLE001 - reported as the result
         return ProbeResult(False, [*lines, _smtp_error(where, smtp, exc, connecting=False)])

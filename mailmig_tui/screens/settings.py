@@ -64,7 +64,7 @@ class SettingsScreen(Screen[None]):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="settings.save"),
         Binding("ctrl+t", "test_destination", "Test destination", id="settings.test_destination"),
-        Binding("ctrl+r", "test_smtp", "Test SMTP", id="settings.test_smtp"),
+        Binding("ctrl+r", "test_smtp", "Test mail", id="settings.test_smtp"),
         Binding("escape", "back", "Back", id="settings.back"),
     ]
 
@@ -97,7 +97,7 @@ class SettingsScreen(Screen[None]):
             yield Static(Text("SMTP relay (notifications)"), classes="section-title")
             yield from self._fields(SMTP_FIELDS)
             with Horizontal(classes="form-row"):
-                yield Button("Test SMTP relay (ctrl+r)", id="test-smtp")
+                yield Button("Send a test message (ctrl+r)", id="test-smtp")
                 yield Button("Save (ctrl+s)", variant="primary", id="save")
             yield Static("", id="smtp-result", classes="test-result")
         yield Footer(compact=True)

@@ -7,8 +7,6 @@ import stat
 from collections.abc import Iterator
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Sink
 from textual.widgets import Input, Select, Static
 
 from mailmig_tui.app import MailmigApp
@@ -18,6 +16,7 @@ from mailmig_tui.screens.settings import SettingsScreen
 from mailmig_tui.screens.tasks import TasksScreen
 from tests.integration.conftest import MASTER_PASSWORD
 from tests.servers.dovecot import free_port
+from tests.servers.smtp import SmtpServer
 from tests.tui.helpers import wait_for
 
 
@@ -140,14 +139,12 @@ async def test_a_self_signed_destination_asks_to_trust_its_fingerprint(dovecot_f
 
 
 @pytest.fixture
-def smtp_relay() -> Iterator[Controller]:
-    controller = Controller(Sink(), hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller
-    controller.stop()
+def smtp_relay() -> Iterator[SmtpServer]:
+    with SmtpServer() as server:
+        yield server
 
 
-async def test_smtp_relay_test(smtp_relay: Controller, mailmig_home):
+async def test_smtp_relay_test(smtp_relay: SmtpServer, mailmig_home):
     app = MailmigApp()
     async with app.run_test(size=(120, 50)) as pilot:
         screen = await open_settings(pilot, app)
@@ -163,6 +160,9 @@ async def test_smtp_relay_test(smtp_relay: Controller, mailmig_home):
         await app.workers.wait_for_complete()
         await wait_for(pilot, lambda: text_of(screen, "smtp-result").startswith("✔"))
         assert f"127.0.0.1:{smtp_relay.port}: connected" in text_of(screen, "smtp-result")
+        assert "test message sent to m@nas.example" in text_of(screen, "smtp-result")
+        (received,) = smtp_relay.wait_for(1)
+        assert received.rcpt_tos == ["m@nas.example"] and received.message["Subject"] == "mailmig-tui: test message"
 
         fill(screen, **{"smtp-port": str(free_port())})
         await pilot.press("ctrl+r")
