@@ -58,10 +58,10 @@ class TaskEditorScreen(Screen[str | None]):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="editor.save"),
         Binding("escape", "leave", "Back", id="editor.back"),
-        Binding("f2", "show_tab('tab-general')", "General", id="editor.tab_general"),
-        Binding("f3", "show_tab('tab-filter')", "Filter", id="editor.tab_filter"),
-        Binding("f4", "show_tab('tab-notification')", "Notify", id="editor.tab_notification"),
-        Binding("f5", "show_tab('tab-users')", "Users", id="editor.tab_users"),
+        Binding("f2", "show_tab('tab-general')", "General", id="editor.tab_general", show=False),
+        Binding("f3", "show_tab('tab-filter')", "Filter", id="editor.tab_filter", show=False),
+        Binding("f4", "show_tab('tab-notification')", "Notify", id="editor.tab_notification", show=False),
+        Binding("f5", "show_tab('tab-users')", "Users", id="editor.tab_users", show=False),
         Binding("ctrl+g", "sign_in", "Sign in", id="editor.sign_in"),
         Binding("ctrl+o", "sign_out", "Sign out", id="editor.sign_out"),
         Binding("ctrl+y", "copy_delegation_link", "Copy Admin console link", id="editor.copy_delegation_link"),
@@ -81,13 +81,13 @@ class TaskEditorScreen(Screen[str | None]):
         yield Header()
         yield Static("", id="editor-problems", classes="field-error", markup=False)
         with TabbedContent(id="editor-tabs"):
-            with TabPane("General", id="tab-general"):
+            with TabPane("General F2", id="tab-general"):
                 yield GeneralTab()
-            with TabPane("Filter", id="tab-filter"):
+            with TabPane("Filter F3", id="tab-filter"):
                 yield FilterEditor()
-            with TabPane("Notification", id="tab-notification"):
+            with TabPane("Notification F4", id="tab-notification"):
                 yield NotificationTab()
-            with TabPane("User list", id="tab-users"):
+            with TabPane("User list F5", id="tab-users"):
                 yield UserListPane(self.current_task, id="users-pane")
         yield Footer()
 

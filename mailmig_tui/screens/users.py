@@ -67,12 +67,12 @@ class UserListPane(Vertical):
 
     BINDINGS = [
         Binding("a", "add_user", "Add", id="users.add"),
-        Binding("enter", "edit_user", "Edit", id="users.edit", priority=True),
+        Binding("enter", "edit_user", "Edit", id="users.edit", priority=True, show=False),
         Binding("i", "import_csv", "Import CSV", id="users.import"),
-        Binding("space", "toggle_mark", "Mark", id="users.mark"),
+        Binding("space", "toggle_mark", "Mark", id="users.mark", show=False),
         Binding("delete,d", "delete_selected", "Delete", id="users.delete"),
         Binding("v", "verify_all", "Verify all", id="users.verify_all"),
-        Binding("V", "verify_selected", "Verify selected", id="users.verify_selected"),
+        Binding("V", "verify_selected", "Verify marked", id="users.verify_selected", show=False),
         Binding("E", "export", "Export", id="users.export"),
     ]
 
