@@ -171,6 +171,8 @@ class ImapSource:
             self._selected = folder.imap_name
 
     def list_messages(self, folder: RemoteFolder, status: FolderStatus, known: set[str], filters: Filters) -> Listing:
+        if status.messages == 0:
+            return Listing()  # nothing to look at (and some servers refuse "UID FETCH 1:*" on an empty folder)
         self._examine(folder)
         prefetched: list[MessageMeta] | None = None
         if not known and not (self._gmail and folder.imap_name == self._all_mail):
