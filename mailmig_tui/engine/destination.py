@@ -21,7 +21,7 @@ from mailmig_tui.engine import imapconn
 from mailmig_tui.engine.folders import RemoteFolder
 from mailmig_tui.engine.model import Destination as DestinationSettings
 from mailmig_tui.engine.model import User
-from mailmig_tui.engine.sources.base import MessageMeta, fingerprint_of
+from mailmig_tui.engine.sources.base import fingerprint_of
 from mailmig_tui.engine.sources.imap import fetch_meta, text_of
 
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([0-9:,]+)\]", re.IGNORECASE)
@@ -177,7 +177,7 @@ class DestinationMailbox:
     # ----------------------------------------------------------------------------------------
     # What is already there.
 
-    def unclaimed(self, name: str, claimed_uids: set[int]) -> tuple[Counter[str], dict[int, MessageMeta]]:
+    def unclaimed(self, name: str, claimed_uids: set[int]) -> Counter[str]:
         """Fingerprints of the folder's messages that the task's state does not account for.
 
         Messages with a Message-ID are fingerprinted from metadata; the others by their content,
@@ -199,7 +199,7 @@ class DestinationMailbox:
             fp = fingerprint_of(meta, raws.get(int(meta.id)))
             if fp:
                 counts[fp] += 1
-        return counts, {int(m.id): m for m in metas}
+        return counts
 
     # ----------------------------------------------------------------------------------------
     # Appending.
@@ -234,7 +234,7 @@ class DestinationMailbox:
                 todo = []
             except IMAPClientError as exc:
                 self._check_quota(str(exc))
-                self._resync()  # the whole batch was refused: find the culprit(s) one by one
+                self._client.noop()  # the whole batch was refused: find the culprit(s) one by one
         for i in todo:
             try:
                 uids = appenduid(self._send_append(name, [prepared[i]]))
@@ -272,9 +272,6 @@ class DestinationMailbox:
                 f"{text_of(typ)} {' '.join(text_of(x) for x in data or () if isinstance(x, bytes | str))}"
             )
         return data
-
-    def _resync(self) -> None:
-        self._client.noop()
 
     @staticmethod
     def _check_quota(text: str) -> None:

@@ -266,7 +266,7 @@ def _plan(
 def _unclaimed(ctx: AccountContext, dest: DestinationMailbox, name: str) -> Counter[str]:
     folder = dest.select(name)
     claimed_uids, claimed_unknown = ctx.state.claimed(ctx.key, name, folder.uidvalidity)
-    counts, _ = dest.unclaimed(name, claimed_uids)
+    counts = dest.unclaimed(name, claimed_uids)
     counts.subtract(claimed_unknown)
     return +counts
 

@@ -13,45 +13,20 @@ import pytest
 from mailmig_tui.engine import model, store
 from mailmig_tui.engine.sources import graph_auth
 from mailmig_tui.engine.sources.graph_auth import GraphError, SignInCancelled, SignInRequired
-from tests.fakes.microsoft import FakeMicrosoft, m365_source, make_app_certificate, trust
+from tests.fakes.microsoft import FakeMicrosoft, m365_source, make_app_certificate, sign_in, start_trusted
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.filterwarnings("ignore:Attempted too soon")]
 
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMicrosoft]:
-    server = FakeMicrosoft(tmp_path).start()
-    trust(server, monkeypatch)
-    monkeypatch.setattr(graph_auth, "_providers", {})
-    monkeypatch.setattr(graph_auth, "pause", _quick_pause)
+    server = start_trusted(tmp_path, monkeypatch, quick_polls=True)
     yield server
     server.stop()
 
 
-def _quick_pause(cancel: threading.Event | None, seconds: float) -> bool:
-    """Device-code polling every 50 ms instead of every ``interval`` seconds."""
-    if cancel is not None:
-        return cancel.wait(0.05)
-    time.sleep(0.05)
-    return False
-
-
 def task_for(source: model.Source, name: str = "m365") -> model.Task:
     return model.Task(name=name, source=source, users=[model.User("alice@contoso.example", "alice")])
-
-
-def sign_in(fake: FakeMicrosoft, task: model.Task) -> str:
-    """Run the device-code sign-in; approve it once the fake has answered one authorization_pending."""
-    flow = graph_auth.start_signin(task)
-    result: dict[str, object] = {}
-    thread = threading.Thread(target=lambda: result.setdefault("account", flow.wait(threading.Event())))
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not [r for r in fake.requests("/token") if r.status == 400] and time.monotonic() < deadline:
-        time.sleep(0.02)
-    fake.approve(flow.user_code)
-    thread.join(10)
-    return str(result["account"])
 
 
 def new_process() -> None:

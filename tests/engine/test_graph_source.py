@@ -14,11 +14,11 @@ import pytest
 from mailmig_tui.engine import model
 from mailmig_tui.engine.folders import RemoteFolder, plan_folders
 from mailmig_tui.engine.migrate import Cancelled
-from mailmig_tui.engine.sources import graph, graph_auth
+from mailmig_tui.engine.sources import graph
 from mailmig_tui.engine.sources.base import SKIP_TOO_NEW, SKIP_TOO_OLD, fingerprint_of
 from mailmig_tui.engine.sources.graph import GraphSource
 from mailmig_tui.engine.sources.graph_auth import GraphError
-from tests.fakes.microsoft import FakeMailbox, FakeMicrosoft, m365_source, trust
+from tests.fakes.microsoft import FakeMailbox, FakeMicrosoft, m365_source, start_trusted
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,9 +27,7 @@ ALICE = "alice@contoso.example"
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMicrosoft]:
-    server = FakeMicrosoft(tmp_path).start()
-    trust(server, monkeypatch)
-    monkeypatch.setattr(graph_auth, "_providers", {})
+    server = start_trusted(tmp_path, monkeypatch)
     yield server
     server.stop()
 

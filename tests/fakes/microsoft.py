@@ -954,6 +954,43 @@ def trust(fake: FakeMicrosoft, monkeypatch: Any) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
+def quick_pause(cancel: threading.Event | None, seconds: float) -> bool:
+    """MSAL's device-code polling every 50 ms instead of every ``interval`` seconds."""
+    if cancel is not None:
+        return cancel.wait(0.05)
+    time.sleep(0.05)
+    return False
+
+
+def start_trusted(directory: Path, monkeypatch: Any, *, quick_polls: bool = False) -> FakeMicrosoft:
+    """A started fake that requests trusts, with a fresh set of token providers (as a new process has);
+    ``quick_polls`` makes the device-code polling fast. The caller stops it."""
+    from mailmig_tui.engine.sources import graph_auth
+
+    server = FakeMicrosoft(directory).start()
+    trust(server, monkeypatch)
+    monkeypatch.setattr(graph_auth, "_providers", {})
+    if quick_polls:
+        monkeypatch.setattr(graph_auth, "pause", quick_pause)
+    return server
+
+
+def sign_in(fake: FakeMicrosoft, task: Any) -> str:
+    """Run the device-code sign-in; approve it once the fake has answered one authorization_pending."""
+    from mailmig_tui.engine.sources import graph_auth
+
+    flow = graph_auth.start_signin(task)
+    result: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: result.setdefault("account", flow.wait(threading.Event())))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not [r for r in fake.requests("/token") if r.status == 400] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    fake.approve(flow.user_code)
+    thread.join(15)
+    return str(result["account"])
+
+
 def m365_source(fake: FakeMicrosoft, *, auth: str = "app", client_id: str = "mailmig-app", **fields: Any) -> Any:
     """A task's Microsoft 365 source settings pointing at the fake (app registered as needed)."""
     from mailmig_tui.engine import model

@@ -25,7 +25,15 @@ from mailmig_tui.engine.events import Event, FolderProgress
 from mailmig_tui.engine.migrate import Limits
 from mailmig_tui.engine.sources import graph, graph_auth
 from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
-from tests.fakes.microsoft import FakeMailbox, FakeMessage, FakeMicrosoft, m365_source, trust
+from tests.fakes.microsoft import (
+    FakeMailbox,
+    FakeMessage,
+    FakeMicrosoft,
+    m365_source,
+    quick_pause,
+    sign_in,
+    start_trusted,
+)
 from tests.integration.conftest import Pair, cpython_email_corpus, crlf, message
 from tests.servers import mailbox as mb
 from tests.servers.dovecot import DovecotServer
@@ -82,9 +90,7 @@ class Tenant:
 def tenant(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dovecot_factory: Callable[..., DovecotServer], mailmig_home: Path
 ) -> Iterator[Tenant]:
-    fake = FakeMicrosoft(tmp_path).start()
-    trust(fake, monkeypatch)
-    monkeypatch.setattr(graph_auth, "_providers", {})
+    fake = start_trusted(tmp_path, monkeypatch)
     try:
         yield Tenant(fake, dovecot_factory(name="dst", autocreate=True))
     finally:
@@ -106,28 +112,9 @@ def new_process() -> None:
     graph_auth._providers.clear()
 
 
-def sign_in(fake: FakeMicrosoft, task: model.Task) -> str:
-    flow = graph_auth.start_signin(task)
-    got: dict[str, str] = {}
-    thread = threading.Thread(target=lambda: got.setdefault("account", flow.wait(threading.Event())))
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not [r for r in fake.requests("/token") if r.status == 400] and time.monotonic() < deadline:
-        time.sleep(0.02)
-    fake.approve(flow.user_code)
-    thread.join(15)
-    return got["account"]
-
-
 @pytest.fixture
 def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    def pause(cancel: threading.Event | None, seconds: float) -> bool:
-        if cancel is not None:
-            return cancel.wait(0.05)
-        time.sleep(0.05)
-        return False
-
-    monkeypatch.setattr(graph_auth, "pause", pause)
+    monkeypatch.setattr(graph_auth, "pause", quick_pause)
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,8 +5,6 @@ and adding or editing one account of the user list."""
 from __future__ import annotations
 
 import stat
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,11 +21,12 @@ from mailmig_tui.screens.users import UserListPane
 from mailmig_tui.widgets.form import FormField
 from mailmig_tui.widgets.user_table import UserTable
 from tests.fakes.google import FakeGoogle, FakeKey, make_key
-from tests.fakes.microsoft import FakeMicrosoft, m365_source, trust
+from tests.fakes.microsoft import FakeMicrosoft, m365_source, start_trusted
 from tests.integration.conftest import Pair, message, when
 from tests.servers.dovecot import DovecotServer
 from tests.tui.helpers import wait_for
 from tests.tui.test_editor import SIZE, EditorApp, choose, clear, error_of, errors, focus, shown, start, type_text
+from tests.tui.test_users import open_users
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.filterwarnings("ignore:Attempted too soon")]
 WAIT = 20.0
@@ -39,15 +38,6 @@ def text_of(screen: TaskEditorScreen | SignInModal, selector: str) -> str:
 
 def rows(table: UserTable) -> dict[str, list[str]]:
     return {str(key.value): [str(c) for c in table.get_row(key)] for key in table.rows}
-
-
-async def open_users(pilot) -> tuple[TaskEditorScreen, UserListPane, UserTable]:
-    screen = await start(pilot)
-    await pilot.press("f5")
-    await pilot.pause()
-    pane = screen.query_one(UserListPane)
-    assert pilot.app.focused is pane.table
-    return screen, pane, pane.table
 
 
 async def verify_all(pilot, pane: UserListPane) -> None:
@@ -181,20 +171,9 @@ async def test_verify_google_accounts_from_the_user_list(
 # Microsoft 365: the device-code sign-in.
 
 
-def _quick_pause(cancel: threading.Event | None, seconds: float) -> bool:
-    """MSAL's device-code polling every 50 ms instead of every ``interval`` seconds."""
-    if cancel is not None:
-        return cancel.wait(0.05)
-    time.sleep(0.05)
-    return False
-
-
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMicrosoft]:
-    server = FakeMicrosoft(tmp_path).start()
-    trust(server, monkeypatch)
-    monkeypatch.setattr(graph_auth, "_providers", {})
-    monkeypatch.setattr(graph_auth, "pause", _quick_pause)
+    server = start_trusted(tmp_path, monkeypatch, quick_polls=True)
     yield server
     server.stop()
 
