@@ -31,7 +31,16 @@ from mailmig_tui.engine.events import (
     Sink,
 )
 from mailmig_tui.engine.logfile import LogWriter, Redactor
-from mailmig_tui.engine.migrate import AccountContext, ByteBudget, Cancelled, FolderReport, Limits, migrate_account
+from mailmig_tui.engine.migrate import (
+    AccountContext,
+    ByteBudget,
+    Cancelled,
+    FolderChanged,
+    FolderReport,
+    Limits,
+    SpareStreams,
+    migrate_account,
+)
 from mailmig_tui.engine.model import Settings, Task, User, account_key
 from mailmig_tui.engine.notify import Notifier
 from mailmig_tui.engine.sources.base import Source, identity_of
@@ -234,6 +243,7 @@ class _Run:
     limits: Limits
     notifier: Notifier | None
     run_id: int = 0
+    spare: SpareStreams | None = None
 
     def open_state(self) -> StateDB:
         path = self.paths.state_file(self.task.name)
@@ -291,11 +301,18 @@ def _run_locked(run: _Run, only: list[str]) -> RunResult:
         run.emit(RunStarted(task.name, accounts=tuple(u.source for u in users), dry_run=run.dry_run))
         result = RunResult("completed")
 
+        run.spare = SpareStreams(task.run.concurrency, len(users))
+
         def one(user: User) -> AccountResult:
-            reports: list[FolderReport] = []
-            res = _run_account(run, user, reports)
-            result.reports[user.source] = reports
-            return res
+            assert run.spare is not None
+            run.spare.account_started()
+            try:
+                reports: list[FolderReport] = []
+                res = _run_account(run, user, reports)
+                result.reports[user.source] = reports
+                return res
+            finally:
+                run.spare.release()
 
         with ThreadPoolExecutor(max_workers=max(1, task.run.concurrency), thread_name_prefix="account") as pool:
             result.accounts = list(pool.map(one, users))
@@ -344,7 +361,7 @@ def _account(run: _Run, user: User, state: StateDB, result: AccountResult, repor
     t0 = time.monotonic()
     ctx = AccountContext(
         task, run.settings, user, state, emit, cancel, run.budget, run.source_factory, run.destination_factory,
-        run.dry_run, run.limits,
+        run.dry_run, run.limits, run.spare, run.open_state,
     )  # fmt: skip
     ctx.open_source = bind_source(run.source_factory, cancel, ctx.log)
     if cancel.is_set():
@@ -372,11 +389,13 @@ def _account(run: _Run, user: User, state: StateDB, result: AccountResult, repor
             _merge(result, attempt_result)
             result.status = "stopped"
             break
-        except (imapconn.ImapError, imaplib.IMAP4.abort, OSError, EOFError) as exc:  # abort: dropped, BYE
+        except (imapconn.ImapError, FolderChanged, imaplib.IMAP4.abort, OSError, EOFError) as exc:  # abort: BYE
             _merge(result, attempt_result)
             transient = exc.transient if isinstance(exc, imapconn.ImapError) else True
             reason = (
-                str(exc) if isinstance(exc, imapconn.ImapError) else f"connection lost: {exc or type(exc).__name__}"
+                str(exc)
+                if isinstance(exc, imapconn.ImapError | FolderChanged)
+                else f"connection lost: {exc or type(exc).__name__}"
             )
             if transient and attempt < RETRIES and not cancel.is_set():
                 delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]

@@ -51,6 +51,10 @@ class Fetched:
 
 
 class Source(Protocol):
+    """One account at the source. A source class may set ``max_streams`` (default 1): how many
+    instances of it may copy different folders of one account at once (IMAP: separate connections;
+    the Gmail and Graph quotas are per mailbox, so their sources keep one)."""
+
     prefix: str
     """The path prefix to strip from folder names ("" if none)."""
 

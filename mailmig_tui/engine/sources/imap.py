@@ -105,6 +105,8 @@ def fetch_meta(client: IMAPClient, uids: list[int]) -> list[MessageMeta]:
 class ImapSource:
     """One source account over IMAP. The mailbox is only ever EXAMINEd; bodies are fetched with BODY.PEEK."""
 
+    max_streams = 4  # connections per account the copy may use at once (one folder each)
+
     def __init__(self, source: Source, user: User, *, timeout: float = 60.0) -> None:
         self._client = imapconn.open_source(source, user, timeout=timeout)
         self._client.normalise_times = False

@@ -1,0 +1,223 @@
+"""Several copy streams for one account (the run's spare concurrency), against real Dovecot.
+
+One account with concurrency 4 copies its folders over up to four connection pairs at once;
+each folder still goes whole through one stream (same order at the destination). A stream that
+cannot open is done without; one that fails mid-copy stops the others and the account is
+retried, copying nothing twice; a folder whose UIDVALIDITY changed since planning is planned again.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from mailmig_tui.engine import imapconn, runner
+from mailmig_tui.engine.destination import DestinationMailbox
+from mailmig_tui.engine.events import Event, FolderProgress
+from mailmig_tui.engine.migrate import Limits, SpareStreams
+from mailmig_tui.engine.model import Settings, Task, User
+from mailmig_tui.engine.sources.base import FolderStatus, RemoteFolder, Source
+from tests.integration.conftest import Pair, contents
+from tests.integration.test_resume import (
+    assert_state_matches_destination,
+    count,
+    log_lines,
+    recorded,
+    seed_fast,
+    small_mailbox,
+)
+
+FOLDERS = ("INBOX", "Sent", "Archive", "Work", "Lists", "Old")
+LIMITS = Limits(batch_messages=5, queue_depth=1)
+
+
+def seed(pair: Pair, user: str = "alice") -> None:
+    seed_fast(pair.src, user, {name: small_mailbox(20 + 5 * i, first=1000 * i) for i, name in enumerate(FOLDERS)})
+
+
+class CountingDestinations:
+    """The real destination factory, counting the connections opened (and at once)."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.live = 0
+        self.most_at_once = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, settings: Settings, user: User) -> DestinationMailbox:
+        dest = runner.open_destination(settings, user)
+        with self._lock:
+            self.opened += 1
+            self.live += 1
+            self.most_at_once = max(self.most_at_once, self.live)
+        close = dest.close
+
+        def closing() -> None:
+            with self._lock:
+                self.live -= 1
+            close()
+
+        dest.close = closing  # type: ignore[method-assign]
+        return dest
+
+
+def test_one_account_copies_its_folders_over_several_streams_exactly(pair: Pair) -> None:
+    seed(pair)
+    task, settings = pair.task(save=False), pair.settings()
+    task.run.concurrency = 4
+    dests = CountingDestinations()
+    events: list[Event] = []
+
+    result = runner.run_task(task, settings, sink=events.append, destination_factory=dests, limits=LIMITS)
+
+    (acct,) = result.accounts
+    assert acct.status == "complete", acct.error
+    src, dst = contents(pair.src, "alice"), contents(pair.dst, "alice")
+    assert {k: v for k, v in dst.items() if k in src} == src  # every folder whole, in the source's order
+    assert acct.copied == count(src) and acct.failed == 0
+    assert 2 <= dests.opened <= 4, "a lone account uses the spare concurrency, up to 4 streams"
+    assert dests.most_at_once >= 2
+    progress = [e for e in events if isinstance(e, FolderProgress)]
+    assert progress[-1].account_done == progress[-1].account_total == count(src)
+    assert [p.account_done for p in progress] == sorted(p.account_done for p in progress)
+    assert {p.folder for p in progress} == set(FOLDERS)
+    assert_state_matches_destination(task, pair.dst)
+    assert len(recorded(task)) == count(src)
+    assert runner.run_task(task, settings, limits=LIMITS).accounts[0].copied == 0
+
+
+def test_concurrency_one_keeps_one_stream_per_account(pair: Pair) -> None:
+    seed(pair)
+    seed(pair, "bob")
+    task, settings = pair.task(("alice", "bob"), save=False), pair.settings()
+    task.run.concurrency = 1
+    dests = CountingDestinations()
+
+    result = runner.run_task(task, settings, destination_factory=dests, limits=LIMITS)
+
+    assert [a.status for a in result.accounts] == ["complete", "complete"]
+    assert dests.opened == 2 and dests.most_at_once == 1
+    for user in ("alice", "bob"):
+        src = contents(pair.src, user)
+        assert {k: v for k, v in contents(pair.dst, user).items() if k in src} == src
+
+
+def test_a_stream_that_cannot_connect_is_done_without(pair: Pair) -> None:
+    seed(pair)
+    task, settings = pair.task(save=False), pair.settings()
+    calls = 0
+
+    def one_connection_only(settings: Settings, user: User) -> DestinationMailbox:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise imapconn.ImapError("connection", "Maximum number of connections from user+IP exceeded")
+        return runner.open_destination(settings, user)
+
+    events: list[Event] = []
+    result = runner.run_task(task, settings, sink=events.append, destination_factory=one_connection_only, limits=LIMITS)
+
+    (acct,) = result.accounts
+    assert acct.status == "complete", acct.error
+    assert calls >= 2
+    (note,) = log_lines(events, "info", "could not open one more connection")[:1]
+    assert "Maximum number of connections" in note.text
+    src = contents(pair.src, "alice")
+    assert {k: v for k, v in contents(pair.dst, "alice").items() if k in src} == src
+    assert_state_matches_destination(task, pair.dst)
+
+
+def test_a_stream_lost_mid_copy_stops_the_others_and_the_retry_copies_nothing_twice(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "BACKOFF_S", (0.05, 0.1, 0.2))
+    seed(pair)
+    task, settings = pair.task(save=False), pair.settings()
+    opened = 0
+    broken = threading.Event()
+
+    def second_one_drops(settings: Settings, user: User) -> DestinationMailbox:
+        nonlocal opened
+        opened += 1
+        dest = runner.open_destination(settings, user)
+        if opened == 2:  # the first extra stream: its connection drops after its first batch
+            append = dest.append
+
+            def append_then_drop(name, items):  # type: ignore[no-untyped-def]
+                outcomes = append(name, items)
+                if not broken.is_set():
+                    broken.set()
+                    dest._client._imap.sock.shutdown(2)  # the server side sees the connection go
+                return outcomes
+
+            dest.append = append_then_drop  # type: ignore[method-assign]
+        return dest
+
+    events: list[Event] = []
+    result = runner.run_task(task, settings, sink=events.append, destination_factory=second_one_drops, limits=LIMITS)
+
+    (acct,) = result.accounts
+    assert broken.is_set()
+    assert acct.status == "complete", acct.error
+    assert len(log_lines(events, "warning", "retrying")) == 1
+    src = contents(pair.src, "alice")
+    assert {k: v for k, v in contents(pair.dst, "alice").items() if k in src} == src  # nothing twice, in order
+    assert_state_matches_destination(task, pair.dst)
+    assert runner.run_task(task, settings, limits=LIMITS).accounts[0].copied == 0
+
+
+def test_a_folder_whose_uidvalidity_changed_since_planning_is_planned_again(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "BACKOFF_S", (0.05, 0.1, 0.2))
+    seed(pair)
+    task, settings = pair.task(save=False), pair.settings()
+    made = 0
+    changed = threading.Event()
+
+    def sources(task: Task, user: User) -> Source:
+        nonlocal made
+        made += 1
+        source = runner.open_source(task, user)
+        if made == 2:  # the first extra stream sees the folder it takes recreated (a new UIDVALIDITY)
+            status = source.status
+
+            def recreated(folder: RemoteFolder) -> FolderStatus:
+                now = status(folder)
+                if changed.is_set():
+                    return now
+                changed.set()
+                return FolderStatus(now.validity + "9", now.marker, now.messages)
+
+            source.status = recreated  # type: ignore[method-assign]
+        return source
+
+    events: list[Event] = []
+    result = runner.run_task(task, settings, sink=events.append, source_factory=sources, limits=LIMITS)
+
+    (acct,) = result.accounts
+    assert changed.is_set()
+    assert acct.status == "complete", acct.error
+    (warning,) = log_lines(events, "warning", "UIDVALIDITY changed during the run")
+    assert "planning again" in warning.text and "retrying" in warning.text
+    src = contents(pair.src, "alice")
+    assert {k: v for k, v in contents(pair.dst, "alice").items() if k in src} == src
+    assert_state_matches_destination(task, pair.dst)
+
+
+def test_spare_streams_are_lent_only_once_no_account_waits() -> None:
+    spare = SpareStreams(concurrency=3, accounts=4)
+    for _ in range(3):
+        spare.account_started()
+    assert not spare.take(), "every slot is used by an account"
+    spare.release()  # an account finished, but the 4th has not started yet
+    assert not spare.take(), "a waiting account has the first claim on a freed slot"
+    spare.account_started()
+    assert not spare.take()
+    spare.release()  # now nobody waits: the slot is lent
+    assert spare.take()
+    assert not spare.take()
+    spare.release()
+    spare.release()
+    assert spare.take() and spare.take() and not spare.take()
