@@ -1,6 +1,6 @@
 """mailmig-tui's benchmark: one command, two private Dovecots, a generated mailbox, a table.
 
-    python -m bench.run [--quick] [--reps 3] [--latency-ms 25] [--only first,rerun,multi,mbsync]
+    python -m bench.run [--quick] [--reps 3] [--latency-ms 25] [--only first,rerun,multi,streams,mbsync]
 
 See bench/README.md for what each scenario measures.  Every server, proxy and child process
 started here is stopped at the end, also on Ctrl-C or an error.
@@ -42,7 +42,7 @@ from bench.scenarios import (
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SEED = 20240601
-SCENARIOS = ("first", "rerun", "multi")
+SCENARIOS = ("first", "rerun", "multi", "streams")
 WRAPPED = 4_000_000_000  # a date read back past this is a wrapped pre-1970 one
 
 
@@ -232,7 +232,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="small",
         help="the mailbox of the latency rows: small (1,058 messages, as the issue) or main (the full one)",
     )
-    p.add_argument("--only", default="", help="comma-separated subset of first,rerun,multi,mbsync (default: all)")
+    p.add_argument(
+        "--only", default="", help="comma-separated subset of first,rerun,multi,streams,mbsync (default: all)"
+    )
     p.add_argument("--accounts", type=int, default=10, help="accounts in the multi-account scenario (default 10)")
     p.add_argument(
         "--concurrency", type=int, default=4, help="concurrency of the parallel multi-account run (default 4)"
@@ -272,7 +274,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     unknown = only - {*SCENARIOS, "mbsync"}
     if unknown:
-        p.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from first,rerun,multi,mbsync")
+        p.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from first,rerun,multi,streams,mbsync")
     variants = {}
     for item in args.variant:
         name, sep, cmd = item.partition("=")
@@ -306,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.ExitStack() as stack:
             stack.callback(tools.kill_running)
             needed = set()
-            if scenarios & {"first", "rerun"} or args.profile != "none":
+            if scenarios & {"first", "rerun", "streams"} or args.profile != "none":
                 needed.add("main")
                 if args.latency_ms and args.latency_corpus == "small":
                     needed.add("small")

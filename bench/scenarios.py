@@ -81,7 +81,7 @@ def dest_user(b: Bench, tool: str, scenario: str, rep: int, i: int) -> str:
 def all_dest_users(b: Bench) -> list[str]:
     users = []
     for tool in tool_names(b):
-        for scenario in ("first", "lat", "small", "c4", "c1"):
+        for scenario in ("first", "lat", "small", "one", "c4", "c1"):
             n = len(b.corpora["multi"].users) if scenario in ("c4", "c1") and "multi" in b.corpora else 1
             for rep in range(b.args.reps + 1):
                 users += [dest_user(b, tool, scenario, rep, i) for i in range(n)]
@@ -232,6 +232,9 @@ def run_reps(b: Bench, scenarios: set[str], with_mbsync: bool) -> None:
                 loop = ("first copy, small mailbox, loopback", "re-run, small mailbox, loopback" if rerun else None)
                 plan.append(("small", "small", loop, b.src.port, 1, "first" in scenarios))
             plan.append(("lat", b.args.latency_corpus, latency_labels(b, rerun), b.proxy_port, 1, "first" in scenarios))
+    if "streams" in scenarios:  # one account, its folders copied over up to `concurrency` streams
+        label = f"first copy, one account, concurrency {b.args.concurrency}"
+        plan.append(("one", "main", (label, None), b.src.port, b.args.concurrency, True))
     if "multi" in scenarios:
         c = b.args.concurrency
         plan.append(("c4", "multi", (f"{n} accounts, concurrency {c}", None), b.src.port, c, True))
@@ -247,7 +250,7 @@ def run_reps(b: Bench, scenarios: set[str], with_mbsync: bool) -> None:
                     mailmig_runs(
                         b, key, rep, c, labels, port=port, concurrency=concurrency, report_first=report, tool=tool
                     )
-                elif with_mbsync:
+                elif with_mbsync and key != "one":  # mbsync copies one account over one connection pair
                     mbsync_runs(b, key, rep, c, labels, port=port, parallel=concurrency, report_first=report)
 
 

@@ -5,23 +5,28 @@
 
 Knobs (comma-separated): ``nodebug`` (imaplib's debug level 0: IMAPClient sets it to 5, so
 imaplib formats every response, message literals included, for a logger that drops it);
-``budget=MB`` (the run's byte budget); ``batch=MB``, ``msgs=N``, ``queue=N`` (the copy's
-Limits); ``append1`` (a batch of one message goes through MULTIAPPEND's path too, instead of
-imaplib's APPEND, which rewrites line ends with a regex: CPU and ~3x the message in memory);
-``nocopy`` (MULTIAPPEND writes each message's bytes to the socket as they are, where
-imapclient copies each into a ``_literal`` and again into ``b" {n+}\\r\\n" + message``).  The rest of the command line goes to mailmig-tui.  This patches engine internals from
-outside, so it may stop working when they change; it is for experiments, never for use.
+``budget=MB`` (the run's byte budget); ``batch=MB``, ``msgs=N``, ``queue=N``, ``streams=N``
+(the copy's Limits; ``streams=1``: one copy stream per account whatever the spare concurrency);
+``append1`` (a batch of one message goes through MULTIAPPEND's path too, instead of imaplib's
+APPEND, which rewrites line ends with a regex: CPU and ~3x the message in memory); ``nocopy``
+(MULTIAPPEND writes each message's bytes to the socket as they are, where imapclient copies each
+into a ``_literal`` and again into ``b" {n+}\\r\\n" + message``).
+
+The rest of the command line goes to mailmig-tui. This patches engine internals from outside, so
+it may stop working when they change; it is for experiments, never for use.
 """
 
 from __future__ import annotations
 
 import sys
 
+LIMITS = ("msgs", "batch", "queue", "streams")  # migrate.Limits' fields, in order
+
 
 def apply(spec: str) -> None:
     from mailmig_tui.engine import migrate, runner
 
-    limits = dict(zip(("msgs", "batch", "queue"), migrate.Limits.__init__.__defaults__ or (), strict=False))
+    limits = dict(zip(LIMITS, migrate.Limits.__init__.__defaults__ or (), strict=True))
     for knob in filter(None, (k.strip() for k in spec.split(","))):
         name, _, value = knob.partition("=")
         if name == "nodebug":
@@ -45,11 +50,11 @@ def apply(spec: str) -> None:
             defaults["budget_bytes"] = int(float(value) * 1024 * 1024)
         elif name == "batch":
             limits["batch"] = int(float(value) * 1024 * 1024)
-        elif name in ("msgs", "queue"):
+        elif name in ("msgs", "queue", "streams"):
             limits[name] = int(value)
         else:
             raise SystemExit(f"bench.whatif: unknown knob {knob!r}")
-    migrate.Limits.__init__.__defaults__ = (limits["msgs"], limits["batch"], limits["queue"])
+    migrate.Limits.__init__.__defaults__ = tuple(limits[k] for k in LIMITS)
 
 
 def _append_via_multiappend() -> None:
