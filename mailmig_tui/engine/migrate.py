@@ -603,7 +603,7 @@ def _append_batch(
             bytes_per_s=progress.rate(),
             eta_s=progress.eta(),
         )  # fmt: skip
-    ctx.emit(event)
+        ctx.emit(event)  # under the lock: the account's counts never go backwards between streams
     if w.done >= len(w.messages):
         state.save_folder(
             ctx.key, name, validity=validity, marker=w.status.marker, filters=filters_key(ctx.task),
