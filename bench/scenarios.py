@@ -101,7 +101,9 @@ def measure(
     load = os.getloadavg()
     fsync = fsync_ms(b.workdir)
     cpu0 = servers.cpu_seconds(b.src), servers.cpu_seconds(b.dst)
+    busy0 = machine_busy()
     m = run()
+    busy1 = machine_busy()
     servers.wait_sessions_end(b.src, b.dst)
     cpu1 = servers.cpu_seconds(b.src), servers.cpu_seconds(b.dst)
     diff = compare.Diff()
@@ -121,9 +123,13 @@ def measure(
         "peak_rss_mb": round(m.peak_rss_kb / 1024, 1),
         "sampled_rss_mb": round(m.sampled_rss_kb / 1024, 1),
         "tool_cpu_s": round(m.cpu, 2),
+        "tool_user_s": round(m.cpu_user, 2),
+        "tool_sys_s": round(m.cpu_sys, 2),
         "src_cpu_s": round(cpu1[0] - cpu0[0], 2),
         "dst_cpu_s": round(cpu1[1] - cpu0[1], 2),
         "load": [round(x, 2) for x in load],
+        # both cores' busy share during the run (1.0: every core busy all the time), from /proc/stat
+        "machine_busy": round((busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 2),
         "fsync_ms": round(fsync, 2),
         "complete": diff.complete,
         "diff": diff.as_dict(),
@@ -135,7 +141,8 @@ def measure(
     flag = "" if m.rc == 0 else f"  EXIT {m.rc}: {m.stderr.strip()[-300:]}"
     say(
         f"  {tool:8} {scenario:38} rep {rep}: {m.wall:7.2f} s  rss {row['peak_rss_mb']:6.1f} MB  cpu tool {m.cpu:5.1f} s"
-        f" src {row['src_cpu_s']:5.1f} s dst {row['dst_cpu_s']:5.1f} s  complete {diff.text()}  load {load[0]:.2f}"
+        f" src {row['src_cpu_s']:5.1f} s dst {row['dst_cpu_s']:5.1f} s busy {row['machine_busy']:.0%}"
+        f"  complete {diff.text()}  load {load[0]:.2f}"
         f" fsync {fsync:.1f} ms{flag}"
     )
     write_json(b)
@@ -256,6 +263,13 @@ def run_reps(b: Bench, scenarios: set[str], with_mbsync: bool) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Startup cost and profile
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far (/proc/stat: busy = all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - fields[3] - fields[4], total
 
 
 def fsync_ms(workdir: Path, files: int = 20) -> float:
