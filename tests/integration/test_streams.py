@@ -36,6 +36,13 @@ def seed(pair: Pair, user: str = "alice") -> None:
     seed_fast(pair.src, user, {name: small_mailbox(20 + 5 * i, first=1000 * i) for i, name in enumerate(FOLDERS)})
 
 
+def assert_copied_exactly(pair: Pair, task: Task, user: str = "alice") -> None:
+    """Every source folder whole at the destination, in the source's order, and the state agrees."""
+    src = contents(pair.src, user)
+    assert {k: v for k, v in contents(pair.dst, user).items() if k in src} == src
+    assert_state_matches_destination(task, pair.dst, user)
+
+
 class CountingDestinations:
     """The real destination factory, counting the connections opened (and at once)."""
 
@@ -99,8 +106,7 @@ def test_concurrency_one_keeps_one_stream_per_account(pair: Pair) -> None:
     assert [a.status for a in result.accounts] == ["complete", "complete"]
     assert dests.opened == 2 and dests.most_at_once == 1
     for user in ("alice", "bob"):
-        src = contents(pair.src, user)
-        assert {k: v for k, v in contents(pair.dst, user).items() if k in src} == src
+        assert_copied_exactly(pair, task, user)
 
 
 def test_a_stream_that_cannot_connect_is_done_without(pair: Pair) -> None:
@@ -123,9 +129,7 @@ def test_a_stream_that_cannot_connect_is_done_without(pair: Pair) -> None:
     assert calls >= 2
     (note,) = log_lines(events, "info", "could not open one more connection")[:1]
     assert "Maximum number of connections" in note.text
-    src = contents(pair.src, "alice")
-    assert {k: v for k, v in contents(pair.dst, "alice").items() if k in src} == src
-    assert_state_matches_destination(task, pair.dst)
+    assert_copied_exactly(pair, task)
 
 
 def test_a_stream_lost_mid_copy_stops_the_others_and_the_retry_copies_nothing_twice(
@@ -161,9 +165,7 @@ def test_a_stream_lost_mid_copy_stops_the_others_and_the_retry_copies_nothing_tw
     assert broken.is_set()
     assert acct.status == "complete", acct.error
     assert len(log_lines(events, "warning", "retrying")) == 1
-    src = contents(pair.src, "alice")
-    assert {k: v for k, v in contents(pair.dst, "alice").items() if k in src} == src  # nothing twice, in order
-    assert_state_matches_destination(task, pair.dst)
+    assert_copied_exactly(pair, task)  # nothing twice, in order
     assert runner.run_task(task, settings, limits=LIMITS).accounts[0].copied == 0
 
 
@@ -201,9 +203,7 @@ def test_a_folder_whose_uidvalidity_changed_since_planning_is_planned_again(
     assert acct.status == "complete", acct.error
     (warning,) = log_lines(events, "warning", "UIDVALIDITY changed during the run")
     assert "planning again" in warning.text and "retrying" in warning.text
-    src = contents(pair.src, "alice")
-    assert {k: v for k, v in contents(pair.dst, "alice").items() if k in src} == src
-    assert_state_matches_destination(task, pair.dst)
+    assert_copied_exactly(pair, task)
 
 
 def test_spare_streams_are_lent_only_once_no_account_waits() -> None:
