@@ -109,11 +109,15 @@ def state_file(task: Task) -> Path:
     return store.paths().state_file(task.name)
 
 
-def recorded(task: Task, status: str = "copied") -> list[tuple[str, int | None]]:
-    """(destination folder, destination UID) of every message the state records with ``status``."""
+def recorded(task: Task, status: str = "copied", user: str | None = None) -> list[tuple[str, int | None]]:
+    """(destination folder, destination UID) of every message the state records with ``status``
+    (of one account's, with ``user``)."""
     db = sqlite3.connect(state_file(task))
     try:
-        return db.execute("SELECT dest_folder, dest_uid FROM messages WHERE status = ?", (status,)).fetchall()
+        query = "SELECT dest_folder, dest_uid FROM messages WHERE status = ?"
+        if user is None:
+            return db.execute(query, (status,)).fetchall()
+        return db.execute(query + " AND account = ?", (status, account_key(user))).fetchall()
     finally:
         db.close()
 
@@ -137,7 +141,7 @@ def assert_state_matches_destination(task: Task, dst: DovecotServer, user: str =
                 there |= {(folder, uid) for uid in client.search("ALL")}
     finally:
         client.logout()
-    rows = recorded(task)
+    rows = recorded(task, user=user)
     assert all(uid is not None for _, uid in rows), "Dovecot has UIDPLUS: every copied message has its UID"
     assert set(rows) <= there, f"recorded but not at the destination: {sorted(set(rows) - there)[:10]}"
     assert len(rows) == len(set(rows)), "two source messages claim the same destination message"
