@@ -539,12 +539,23 @@ def _append_batch(
     rows: list[MessageRow] = []
     to_append: list[tuple[MessageMeta, str, bytes]] = []
     skipped: Counter[str] = Counter()
-    raws = {f.id: f.raw for f in fetched}
-    for meta in batch:
-        raw = raws.get(meta.id)
-        if raw is None:
+    got = {f.id: f for f in fetched}
+    limit = ctx.task.filters.max_size_kb * 1024
+    learnt = 0  # exact size minus listed size, of messages listed before their size was known
+    for listed in batch:
+        f = got.get(listed.id)
+        raw = f.raw if f is not None else None
+        if f is None or raw is None:
             skipped[SKIP_VANISHED] += 1
-            ctx.log(f"message {meta.id} vanished from the source during the run", "warning", name)
+            ctx.log(f"message {listed.id} vanished from the source during the run", "warning", name)
+            continue
+        meta = f.meta or listed
+        learnt += meta.size - listed.size
+        if f.skip:
+            skipped[f.skip] += 1
+            continue
+        if f.meta is not None and limit and meta.size > limit:  # listed before its size was known
+            skipped[SKIP_TOO_BIG] += 1
             continue
         fp = fingerprint_of(meta, raw)
         if w.avail[fp] > 0:  # content hash, or a listed size that was only an estimate (Graph, Gmail)
@@ -588,7 +599,8 @@ def _append_batch(
         result.copied += copied
         result.bytes += copied_bytes
         progress.done += len(batch)
-        progress.done_bytes += sum(m.size for m in batch)
+        progress.done_bytes += sum(m.size for m in batch) + learnt
+        progress.total_bytes += learnt  # the account's total converges on the exact one as messages come
         event = FolderProgress(
             ctx.task.name,
             ctx.user.source,

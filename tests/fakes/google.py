@@ -9,7 +9,8 @@ they talk to Google (see ../shared/research/api-fakes.md §1–§2): the service
   subject gets ``invalid_grant``, a subject the test denied (``deny()``) or a scope not granted gets
   ``unauthorized_client``, as Google answers when domain-wide delegation is missing.
 * ``GET /gmail/v1/users/{me|address}/profile|labels|messages[/{id}]``: ``messages.list`` with
-  ``q`` (``after:``/``before:`` epoch seconds, strictly after/before), ``labelIds`` (all must
+  ``q`` (``after:``/``before:`` epoch seconds, strictly after/before; ``larger:`` bytes, ``K``/``M``
+  suffixes, against :attr:`FakeMessage.size_estimate`), ``labelIds`` (all must
   match), ``includeSpamTrash``, ``maxResults`` (≤ 500) and ``pageToken``, newest first;
   ``messages.get`` with ``format=raw|minimal|metadata`` (``raw`` unpadded base64url).
 * ``POST /batch`` and ``/batch/gmail/v1``: multipart/mixed of application/http parts paired by
@@ -138,6 +139,18 @@ class FakeMessage:
     labels: set[str]
     internal_ms: int
     thread_id: str
+
+    @property
+    def size_estimate(self) -> int:
+        """Gmail's ``sizeEstimate`` (and what ``larger:`` compares): near the raw size, never equal."""
+        return len(self.raw) + len(self.raw) // 50 + 120
+
+
+def _matches(msg: FakeMessage, kind: str, bound: int) -> bool:
+    """One ``q`` term: ``after:``/``before:`` (bound in ms, strict) or ``larger:`` (bytes, strict)."""
+    if kind == "larger":
+        return msg.size_estimate > bound
+    return msg.internal_ms > bound if kind == "after" else msg.internal_ms < bound
 
 
 class FakeMailbox:
@@ -488,18 +501,20 @@ class FakeGoogle:
             return Response(400, google_error(400, "Invalid pageToken"))
         checks = []
         for term in query.get("q", [""])[0].split():
-            m = re.fullmatch(r"(after|before):(\d+)", term)
+            m = re.fullmatch(r"(after|before):(\d+)|(larger):(\d+)([KM]?)", term)
             if m is None:
                 return Response(400, google_error(400, f"the fake does not understand the query term {term!r}"))
-            bound = int(m.group(2)) * 1000
-            checks.append((m.group(1), bound))
+            if m.group(3):
+                checks.append(("larger", int(m.group(4)) * {"": 1, "K": 1024, "M": 1024 * 1024}[m.group(5)]))
+            else:
+                checks.append((m.group(1), int(m.group(2)) * 1000))
         selected = []
         for msg in sorted(box.messages.values(), key=lambda x: (x.internal_ms, x.id), reverse=True):
             if not set(label_ids) <= msg.labels:
                 continue
             if not include and msg.labels & {"SPAM", "TRASH"}:
                 continue
-            if all(msg.internal_ms > b if kind == "after" else msg.internal_ms < b for kind, b in checks):
+            if all(_matches(msg, kind, bound) for kind, bound in checks):
                 selected.append(msg)
         page = selected[offset : offset + max_results]
         data: dict[str, Any] = {"resultSizeEstimate": len(selected)}
@@ -519,7 +534,7 @@ class FakeGoogle:
             "threadId": msg.thread_id,
             "labelIds": sorted(msg.labels),
             "snippet": "",
-            "sizeEstimate": len(msg.raw),
+            "sizeEstimate": msg.size_estimate,
             "historyId": str(box.history),
             "internalDate": str(msg.internal_ms),
         }

@@ -17,7 +17,7 @@ import pytest
 from mailmig_tui.engine import model, runner, store, verify
 from mailmig_tui.engine.events import Event, FolderProgress
 from mailmig_tui.engine.migrate import Limits
-from mailmig_tui.engine.sources import gmail_api
+from mailmig_tui.engine.sources import gmail, gmail_api
 from mailmig_tui.engine.sources.base import SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
 from mailmig_tui.engine.sources.gmail import SKIP_CHAT, keyword_of
 from mailmig_tui.engine.sources.gmail_auth import SCOPE
@@ -172,7 +172,9 @@ def test_copy_strategy_puts_each_message_in_every_labels_folder(ws: Workspace, m
     log = ws.google.log
     assert {(r.method, r.path) for r in log if r.method != "GET"} <= {("POST", "/token"), ("POST", "/batch")}
     batches = [r.parts for r in log if r.path == "/batch"]
-    assert max(batches) == 50 and sum(batches) == len(ws.box("alice").messages) - 1  # every message but the chat
+    # one get per message (the chat aside): listing costs no get, and a message that a second
+    # folder lists too is served from the recent downloads
+    assert max(batches) <= gmail_api.BATCH_MAX and sum(batches) == len(ws.box("alice").messages) - 1
     assert any("pageToken" in r.query for r in log if r.path.endswith("/messages"))
     spam_trash = {tuple(r.query.get("labelIds", [])) for r in log if r.query.get("includeSpamTrash") == ["true"]}
     assert spam_trash == {("SPAM",), ("TRASH",)}
@@ -252,6 +254,48 @@ def test_rerun_copies_nothing_then_only_new_mail(ws: Workspace) -> None:
     assert now["Work"][-1][0] == message(500)
 
 
+def batches_of_gets(ws: Workspace) -> list[list[str]]:
+    """The message ids of each batch, in order (the fake logs a batch's parts just before it)."""
+    out: list[list[str]] = []
+    parts: list[str] = []
+    for r in ws.google.log:
+        if r.in_batch and "/messages/" in r.path:
+            parts.append(r.path.rsplit("/", 1)[1])
+        elif r.path == "/batch":
+            out.append(parts)
+            parts = []
+    return out
+
+
+def test_a_first_run_gets_each_message_once_in_batches_bounded_by_its_size_class(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gmail, "RAW_CACHE_BYTES", 0)  # as when a large mailbox has long pushed a message out
+    box = ws.box("alice")
+    small = {box.add(message(i), ["INBOX"], when(2020, 1, 1, 0, 0, 0) + dt.timedelta(hours=i)): i for i in range(90)}
+    big_raw = message(900, body=b"z" * 1_500_000 + b"\r\n")  # over 1 MB: its class reserves 10 MB
+    big = box.add(big_raw, ["INBOX", "Work"], when(2021, 1, 1, 0, 0, 0))
+    events: list[Event] = []
+
+    result = ws.run(ws.task(), sink=events.append)
+
+    (acct,) = result.accounts
+    assert acct.status == "complete", acct.error
+    there = dest(ws)
+    assert [raw for raw, _, _ in there["INBOX"]] == [message(i) for i in range(90)] + [big_raw]  # oldest first
+    assert [raw for raw, _, _ in there["Work"]] == [big_raw]
+    batches = batches_of_gets(ws)
+    gets = [mid for batch in batches for mid in batch]
+    assert sorted(gets) == sorted([*small, big, big]), "one get per message and folder, none while listing"
+    assert all(r.query["format"] == ["raw"] for r in ws.google.log if r.in_batch)
+    assert [big] in batches, "a message of the 10 MB class goes alone (batches are 4 MB)"
+    assert all(len(b) <= 4 * 1024 * 1024 // (100 * 1024) for b in batches)  # small ones reserve 100 KB each
+    assert any("larger:" in r.query.get("q", [""])[0] for r in ws.google.log)
+    assert acct.bytes == sum(len(r) for r in [*(message(i) for i in range(90)), big_raw, big_raw])
+    last = [e for e in events if isinstance(e, FolderProgress)][-1]
+    assert last.bytes_done == last.bytes_total == acct.bytes  # the size-class bounds gave way to exact sizes
+
+
 @pytest.fixture
 def new_york(timezone_named: Callable[[str], None]) -> None:
     timezone_named("America/New_York")
@@ -309,6 +353,34 @@ def test_filters_keep_the_boundary_days_in_the_admins_time_zone(ws: Workspace, n
     after = int(dt.datetime(2016, 7, 1, 4, tzinfo=dt.UTC).timestamp())
     assert queries == {f"before:{before - 60}", f"after:{after + 60}"}
     assert not [r for r in ws.google.log if r.query.get("includeSpamTrash") == ["true"]]
+
+
+def test_without_a_size_limit_the_date_boundaries_are_checked_exactly_after_the_one_get(
+    ws: Workspace, new_york: None
+) -> None:
+    box = ws.box("alice")
+    ny = dt.timezone(dt.timedelta(hours=-5))
+    dated = {
+        1: dt.datetime(2014, 12, 31, 23, 59, 30, tzinfo=ny),  # inside the server-side margin: fetched, skipped
+        2: dt.datetime(2014, 12, 31, 23, 0, 0, tzinfo=ny),  # outside it: never fetched
+        3: dt.datetime(2015, 1, 1, 0, 0, 0, tzinfo=ny),  # local midnight of skip_before: kept
+        4: dt.datetime(2015, 1, 1, 0, 0, 30, tzinfo=ny),  # kept
+        5: dt.datetime(2015, 1, 2, 0, 0, 10, tzinfo=ny),  # the day after skip_after, in the margin: fetched, skipped
+    }
+    ids = {n: box.add(message(n), ["INBOX"], date) for n, date in dated.items()}
+    task = ws.task(save=False)
+    task.filters.skip_before = task.filters.skip_after = dt.date(2015, 1, 1)
+    store.save_task(task, old_name="acme")
+
+    result = ws.run(task)
+
+    acct = result.accounts[0]
+    assert acct.status == "complete", acct.error
+    assert [raw for raw, _, _ in dest(ws)["INBOX"]] == [message(3), message(4)]
+    assert acct.skipped == {SKIP_TOO_OLD: 2, SKIP_TOO_NEW: 1}
+    assert sorted(mid for batch in batches_of_gets(ws) for mid in batch) == sorted(ids[n] for n in (1, 3, 4, 5))
+    again = ws.run(task)
+    assert again.accounts[0].copied == 0 and again.accounts[0].status == "complete"
 
 
 def test_a_stopped_run_resumes_without_duplicates(ws: Workspace) -> None:

@@ -48,6 +48,11 @@ class Listing:
 class Fetched:
     id: str
     raw: bytes | None  # None: the message vanished from the source meanwhile
+    # A source that lists messages before knowing them exactly (no per-message call while listing)
+    # says here what the download taught: the exact size, date, flags and Message-ID, replacing the
+    # listed ones; and ``skip``, a reason when the message turns out to be outside the filters.
+    meta: MessageMeta | None = None
+    skip: str | None = None
 
 
 class Source(Protocol):

@@ -23,12 +23,14 @@ of the mailbox); every folder's validity is constant. A folder's marker is the c
 of the ids listed under it, from ``messages.list`` (5 units per 500 ids): it changes exactly when
 the folder's content does, and costs no per-message call when nothing changed.
 
-Listing a changed folder fetches each new message once in raw form (batched) to learn what the
-engine needs before copying: the real size (the CRLF size IMAP's RFC822.SIZE would report; Gmail's
-``sizeEstimate`` is only an estimate, and the size filter must judge the real size; mail already at
-the destination is then recognised exactly when the folder is planned), the Message-ID, internalDate (→ INTERNALDATE, UTC) and labels. The raw bytes are kept in
-a small bounded cache, so an incremental run downloads each message once; a large first run
-downloads most of them twice (the quota cost of a get is the same either way).
+Listing a changed folder makes no per-message call when the task has no size filter: the new ids come
+from the label lists, each with the upper bound of its size class (Gmail's ``larger:`` search) for
+the engine's batches and byte budget, and ``fetch`` (one raw get per message) returns what the get
+taught as ``Fetched.meta`` (exact size, internalDate, labels → flags, Message-ID) plus the exact
+date-filter verdict. With a size filter, which must judge the real size (``sizeEstimate`` is only an
+estimate), listing fetches each new message in raw form (batched) first; the raw bytes are kept in
+a small bounded cache, so a large first run downloads most of them twice (the quota cost of a get is
+the same either way).
 
 Dates: ``after:``/``before:`` with epoch seconds of local midnight (the admin's time zone) select on
 the server, widened by a minute so Gmail's exact boundary semantics cannot drop a kept message; the
@@ -70,6 +72,13 @@ VALIDITY = "1"
 DATE_MARGIN_S = 60
 RAW_CACHE_BYTES = 32 * 1024 * 1024
 PROGRESS_EVERY = 2500
+# Listing without a per-message call: Gmail's ``larger:`` search puts each new message in a size
+# class, and the class's upper bound is what the copy reserves for it (batches and the run's byte
+# budget stay bounded, whatever the sizes); the exact size is learnt when the message is fetched.
+MB = 1024 * 1024
+SIZE_CLASSES = ((10 * MB, 50 * MB), (MB, 10 * MB), (100 * 1024, MB))  # (larger: threshold, bound), biggest first
+SMALL_BOUND = 100 * 1024
+NOT_YET_KNOWN = dt.datetime.fromtimestamp(0, dt.UTC)  # a listed message's date: its fetch tells the real one
 
 # (label id, folder name, special-use attribute), in "primary" priority order
 SYSTEM_FOLDERS = (
@@ -178,7 +187,7 @@ class GmailSource:
         self._members: dict[str, list[str]] = {}
         self._primary: dict[str, str] | None = None
         self._info: dict[str, _Info] = {}
-        self._raw: OrderedDict[str, bytes] = OrderedDict()
+        self._raw: OrderedDict[str, tuple[bytes, _Info]] = OrderedDict()  # recent downloads, bounded
         self._raw_bytes = 0
 
     def bind(self, *, cancel: threading.Event, log: Callable[..., None]) -> None:
@@ -337,23 +346,51 @@ class GmailSource:
             new = set(self._list(scope, f"after:{local_midnight_epoch(until) + DATE_MARGIN_S}"))
             skipped[SKIP_TOO_NEW] += sum(1 for mid in unknown if mid in new)
             unknown = [mid for mid in unknown if mid not in new]
+        if not unknown:
+            return Listing([], +skipped)
+        if not filters.max_size_kb:
+            # One get per message: listed from id lists (newest first: reversed, the oldest is copied
+            # first), each with its size class's bound; fetch() says what each really is.
+            bounds = self._size_bounds(scope)
+            return Listing(
+                [MessageMeta(mid, bounds.get(mid, SMALL_BOUND), NOT_YET_KNOWN) for mid in reversed(unknown)], +skipped
+            )
+        # A size limit is judged on the exact size: new messages are examined (fetched) while listing,
+        # and kept in a small cache for the copy.
         self._learn(unknown)
-        low = dt.datetime.fromtimestamp(local_midnight_epoch(since), dt.UTC) if since else None
-        high = dt.datetime.fromtimestamp(local_midnight_epoch(until), dt.UTC) if until else None
         metas: list[MessageMeta] = []
         for mid in unknown:
             info = self._info.get(mid)
             if info is None:
                 skipped[SKIP_VANISHED] += 1
                 continue
-            if low is not None and info.internaldate < low:
-                skipped[SKIP_TOO_OLD] += 1
-            elif high is not None and info.internaldate >= high:
-                skipped[SKIP_TOO_NEW] += 1
+            outside = self._outside_dates(info)
+            if outside:
+                skipped[outside] += 1
             else:
-                metas.append(MessageMeta(mid, info.size, info.internaldate, self._flags(info, box), info.message_id))
+                metas.append(self._meta(mid, info, box))
         metas.sort(key=lambda m: (m.internaldate, m.id))
         return Listing(metas, +skipped)
+
+    def _size_bounds(self, scope: str | None) -> dict[str, int]:
+        """Message id → the upper bound of its size class (messages not listed here: SMALL_BOUND)."""
+        bounds: dict[str, int] = {}
+        for above, bound in SIZE_CLASSES:
+            for mid in self._list(scope, f"larger:{above}"):
+                bounds.setdefault(mid, bound)
+        return bounds
+
+    def _outside_dates(self, info: _Info) -> str | None:
+        """The exact check of the date filters on internalDate (the server-side query has a margin)."""
+        since, until = date_window(self.filters)
+        if since and info.internaldate < dt.datetime.fromtimestamp(local_midnight_epoch(since), dt.UTC):
+            return SKIP_TOO_OLD
+        if until and info.internaldate >= dt.datetime.fromtimestamp(local_midnight_epoch(until), dt.UTC):
+            return SKIP_TOO_NEW
+        return None
+
+    def _meta(self, mid: str, info: _Info, box: _Box) -> MessageMeta:
+        return MessageMeta(mid, info.size, info.internaldate, self._flags(info, box), info.message_id)
 
     def _learn(self, ids: list[str]) -> None:
         """Fetch (raw, one batch at a time) every message not yet seen this session, keeping what the engine needs."""
@@ -362,19 +399,23 @@ class GmailSource:
             self._emit(f"examining {len(todo)} new message(s) for size, date and Message-ID (5 quota units each)")
         for start in range(0, len(todo), BATCH_MAX):
             for mid, resp in self.api.get_many(todo[start : start + BATCH_MAX], "raw").items():
-                if resp is None:
-                    continue
-                raw = decode_raw(str(resp.get("raw", "")))
-                self._info[mid] = _Info(
-                    size=imap_size(raw),
-                    internaldate=dt.datetime.fromtimestamp(int(resp.get("internalDate", 0)) / 1000, dt.UTC),
-                    message_id=message_id_in(raw),
-                    labels=frozenset(str(x) for x in resp.get("labelIds", [])),
-                )
-                self._keep(mid, raw)
+                if resp is not None:
+                    raw, self._info[mid] = self._absorb(resp)
+                    self._keep(mid, raw, self._info[mid])
             done = start + BATCH_MAX
             if len(todo) > PROGRESS_EVERY and done % PROGRESS_EVERY == 0:
                 self._emit(f"examined {done} of {len(todo)} message(s)")
+
+    @staticmethod
+    def _absorb(resp: dict) -> tuple[bytes, _Info]:
+        """The raw octets of a ``messages.get`` (format raw) answer, and what else it says."""
+        raw = decode_raw(str(resp.get("raw", "")))
+        return raw, _Info(
+            size=imap_size(raw),
+            internaldate=dt.datetime.fromtimestamp(int(resp.get("internalDate", 0)) / 1000, dt.UTC),
+            message_id=message_id_in(raw),
+            labels=frozenset(str(x) for x in resp.get("labelIds", [])),
+        )
 
     def _flags(self, info: _Info, box: _Box) -> tuple[str, ...]:
         labels = info.labels
@@ -392,26 +433,35 @@ class GmailSource:
             flags.extend(dict.fromkeys(keyword_of(name) for name in names))
         return tuple(flags)
 
-    def _keep(self, mid: str, raw: bytes) -> None:
+    def _keep(self, mid: str, raw: bytes, info: _Info) -> None:
         if len(raw) > RAW_CACHE_BYTES // 4 or mid in self._raw:
             return
-        self._raw[mid] = raw
+        self._raw[mid] = (raw, info)
         self._raw_bytes += len(raw)
         while self._raw_bytes > RAW_CACHE_BYTES:
-            _, old = self._raw.popitem(last=False)
+            _, (old, _info) = self._raw.popitem(last=False)
             self._raw_bytes -= len(old)
 
     def fetch(self, folder: RemoteFolder, ids: list[str]) -> list[Fetched]:
+        """The raw messages, each with what its get taught (exact size, date, flags, Message-ID) and,
+        for one listed before its date was known, the date filters' exact verdict."""
         self._folder = folder.name
+        box = self._box(folder)
         missing = [mid for mid in ids if mid not in self._raw]
         got = self.api.get_many(missing, "raw") if missing else {}
         out = []
         for mid in ids:
-            raw = self._raw.get(mid)
-            if raw is None:
+            cached = self._raw.get(mid)
+            if cached is not None:
+                raw, info = cached
+            else:
                 resp = got.get(mid)
-                raw = decode_raw(str(resp.get("raw", ""))) if resp is not None else None
-            out.append(Fetched(mid, raw))
+                if resp is None:
+                    out.append(Fetched(mid, None))
+                    continue
+                raw, info = self._absorb(resp)
+                self._keep(mid, raw, info)  # another folder of the "copy" strategy may list it too
+            out.append(Fetched(mid, raw, self._meta(mid, info, box), self._outside_dates(info)))
         return out
 
     def close(self) -> None:
