@@ -267,7 +267,7 @@ def _plan(
         candidates = []
         limit = f.max_size_kb * 1024
         for meta in listing.messages:
-            if limit and meta.size > limit:
+            if limit and meta.size > limit and not listing.sizes_are_bounds:
                 skipped[SKIP_TOO_BIG] += 1
             else:
                 candidates.append(meta)

@@ -8,12 +8,16 @@ retried, copying nothing twice; a folder whose UIDVALIDITY changed since plannin
 
 from __future__ import annotations
 
+import itertools
+import socket
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 
 from mailmig_tui.engine import imapconn, runner
-from mailmig_tui.engine.destination import DestinationMailbox
+from mailmig_tui.engine.destination import Appendable, AppendOutcome, DestinationMailbox
 from mailmig_tui.engine.events import Event, FolderProgress
 from mailmig_tui.engine.migrate import Limits, SpareStreams
 from mailmig_tui.engine.model import Settings, Task, User
@@ -28,6 +32,7 @@ from tests.integration.test_resume import (
     small_mailbox,
 )
 
+T = TypeVar("T")
 FOLDERS = ("INBOX", "Sent", "Archive", "Work", "Lists", "Old")
 LIMITS = Limits(batch_messages=5, queue_depth=1)
 
@@ -132,34 +137,42 @@ def test_a_stream_that_cannot_connect_is_done_without(pair: Pair) -> None:
     assert_copied_exactly(pair, task)
 
 
+def on_second(factory: Callable[[Any, User], T], change: Callable[[T], None]) -> Callable[[Any, User], T]:
+    """``factory``, with ``change`` applied to the second connection it makes (the first extra stream's)."""
+    made = itertools.count(1)
+
+    def make(config: Any, user: User) -> T:
+        thing = factory(config, user)
+        if next(made) == 2:
+            change(thing)
+        return thing
+
+    return make
+
+
 def test_a_stream_lost_mid_copy_stops_the_others_and_the_retry_copies_nothing_twice(
     pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(runner, "BACKOFF_S", (0.05, 0.1, 0.2))
     seed(pair)
     task, settings = pair.task(save=False), pair.settings()
-    opened = 0
     broken = threading.Event()
 
-    def second_one_drops(settings: Settings, user: User) -> DestinationMailbox:
-        nonlocal opened
-        opened += 1
-        dest = runner.open_destination(settings, user)
-        if opened == 2:  # the first extra stream: its connection drops after its first batch
-            append = dest.append
+    def drop_after_its_first_batch(dest: DestinationMailbox) -> None:
+        append = dest.append
 
-            def append_then_drop(name, items):  # type: ignore[no-untyped-def]
-                outcomes = append(name, items)
-                if not broken.is_set():
-                    broken.set()
-                    dest._client._imap.sock.shutdown(2)  # the server side sees the connection go
-                return outcomes
+        def append_then_drop(name: str, items: list[Appendable]) -> list[AppendOutcome]:
+            outcomes = append(name, items)
+            if not broken.is_set():
+                broken.set()
+                dest._client._imap.sock.shutdown(socket.SHUT_RDWR)  # the server sees the connection go
+            return outcomes
 
-            dest.append = append_then_drop  # type: ignore[method-assign]
-        return dest
+        dest.append = append_then_drop  # type: ignore[method-assign]
 
     events: list[Event] = []
-    result = runner.run_task(task, settings, sink=events.append, destination_factory=second_one_drops, limits=LIMITS)
+    dests = on_second(runner.open_destination, drop_after_its_first_batch)
+    result = runner.run_task(task, settings, sink=events.append, destination_factory=dests, limits=LIMITS)
 
     (acct,) = result.accounts
     assert broken.is_set()
@@ -175,27 +188,22 @@ def test_a_folder_whose_uidvalidity_changed_since_planning_is_planned_again(
     monkeypatch.setattr(runner, "BACKOFF_S", (0.05, 0.1, 0.2))
     seed(pair)
     task, settings = pair.task(save=False), pair.settings()
-    made = 0
     changed = threading.Event()
 
-    def sources(task: Task, user: User) -> Source:
-        nonlocal made
-        made += 1
-        source = runner.open_source(task, user)
-        if made == 2:  # the first extra stream sees the folder it takes recreated (a new UIDVALIDITY)
-            status = source.status
+    def sees_its_first_folder_recreated(source: Source) -> None:
+        status = source.status
 
-            def recreated(folder: RemoteFolder) -> FolderStatus:
-                now = status(folder)
-                if changed.is_set():
-                    return now
-                changed.set()
-                return FolderStatus(now.validity + "9", now.marker, now.messages)
+        def recreated(folder: RemoteFolder) -> FolderStatus:
+            now = status(folder)
+            if changed.is_set():
+                return now
+            changed.set()
+            return FolderStatus(now.validity + "9", now.marker, now.messages)
 
-            source.status = recreated  # type: ignore[method-assign]
-        return source
+        source.status = recreated  # type: ignore[method-assign]
 
     events: list[Event] = []
+    sources = on_second(runner.open_source, sees_its_first_folder_recreated)
     result = runner.run_task(task, settings, sink=events.append, source_factory=sources, limits=LIMITS)
 
     (acct,) = result.accounts

@@ -42,6 +42,8 @@ class Listing:
 
     messages: list[MessageMeta] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+    # The listed sizes are upper bounds, not sizes: the size filter waits for Fetched.meta.
+    sizes_are_bounds: bool = False
 
 
 @dataclass(frozen=True)

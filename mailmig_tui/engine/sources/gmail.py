@@ -23,14 +23,13 @@ of the mailbox); every folder's validity is constant. A folder's marker is the c
 of the ids listed under it, from ``messages.list`` (5 units per 500 ids): it changes exactly when
 the folder's content does, and costs no per-message call when nothing changed.
 
-Listing a changed folder makes no per-message call when the task has no size filter: the new ids come
-from the label lists, each with the upper bound of its size class (Gmail's ``larger:`` search) for
-the engine's batches and byte budget, and ``fetch`` (one raw get per message) returns what the get
-taught as ``Fetched.meta`` (exact size, internalDate, labels → flags, Message-ID) plus the exact
-date-filter verdict. With a size filter, which must judge the real size (``sizeEstimate`` is only an
-estimate), listing fetches each new message in raw form (batched) first; the raw bytes are kept in
-a small bounded cache, so a large first run downloads most of them twice (the quota cost of a get is
-the same either way).
+Listing a changed folder makes no per-message call: the new ids come from the label lists, each
+with the upper bound of its size class (Gmail's ``larger:`` search) for the engine's batches and
+byte budget; ``fetch`` (one raw get per message, batched) returns what the get taught as
+``Fetched.meta`` (exact size, internalDate, labels → flags, Message-ID), on which the engine judges
+the size filter (``sizeEstimate`` is only an estimate) and recognises mail already at the
+destination, plus the exact date-filter verdict. Recent downloads are kept in a small bounded
+cache, so a message that the "copy" strategy lists in two folders is usually fetched once.
 
 Dates: ``after:``/``before:`` with epoch seconds of local midnight (the admin's time zone) select on
 the server, widened by a minute so Gmail's exact boundary semantics cannot drop a kept message; the
@@ -51,7 +50,6 @@ from dataclasses import dataclass
 
 from mailmig_tui.engine import store
 from mailmig_tui.engine.folders import MailboxFilter, RemoteFolder, encode_name, logical_path
-from mailmig_tui.engine.migrate import SKIP_VANISHED
 from mailmig_tui.engine.model import Filters, Task, User
 from mailmig_tui.engine.model import Source as SourceSettings
 from mailmig_tui.engine.sources.base import (
@@ -63,7 +61,7 @@ from mailmig_tui.engine.sources.base import (
     MessageMeta,
     date_window,
 )
-from mailmig_tui.engine.sources.gmail_api import BATCH_MAX, GmailApi, GmailError
+from mailmig_tui.engine.sources.gmail_api import GmailApi, GmailError
 from mailmig_tui.engine.sources.gmail_auth import KeyFileError, ServiceAccountKey, task_key
 from mailmig_tui.engine.sources.imap import message_id_of
 
@@ -71,7 +69,6 @@ SKIP_CHAT = "Google Chat history (not mail)"
 VALIDITY = "1"
 DATE_MARGIN_S = 60
 RAW_CACHE_BYTES = 32 * 1024 * 1024
-PROGRESS_EVERY = 2500
 # Listing without a per-message call: Gmail's ``larger:`` search puts each new message in a size
 # class, and the class's upper bound is what the copy reserves for it (batches and the run's byte
 # budget stay bounded, whatever the sizes); the exact size is learnt when the message is fetched.
@@ -142,7 +139,7 @@ class _Box:
 
 @dataclass(frozen=True)
 class _Info:
-    """What a raw get taught us about a message (kept for the session; the raw bytes are not)."""
+    """What a raw get taught about a message besides its octets."""
 
     size: int
     internaldate: dt.datetime
@@ -186,7 +183,6 @@ class GmailSource:
         self._ids: dict[tuple[str | None, str], list[str]] = {}
         self._members: dict[str, list[str]] = {}
         self._primary: dict[str, str] | None = None
-        self._info: dict[str, _Info] = {}
         self._raw: OrderedDict[str, tuple[bytes, _Info]] = OrderedDict()  # recent downloads, bounded
         self._raw_bytes = 0
 
@@ -348,29 +344,12 @@ class GmailSource:
             unknown = [mid for mid in unknown if mid not in new]
         if not unknown:
             return Listing([], +skipped)
-        if not filters.max_size_kb:
-            # One get per message: listed from id lists (newest first: reversed, the oldest is copied
-            # first), each with its size class's bound; fetch() says what each really is.
-            bounds = self._size_bounds(scope)
-            return Listing(
-                [MessageMeta(mid, bounds.get(mid, SMALL_BOUND), NOT_YET_KNOWN) for mid in reversed(unknown)], +skipped
-            )
-        # A size limit is judged on the exact size: new messages are examined (fetched) while listing,
-        # and kept in a small cache for the copy.
-        self._learn(unknown)
-        metas: list[MessageMeta] = []
-        for mid in unknown:
-            info = self._info.get(mid)
-            if info is None:
-                skipped[SKIP_VANISHED] += 1
-                continue
-            outside = self._outside_dates(info)
-            if outside:
-                skipped[outside] += 1
-            else:
-                metas.append(self._meta(mid, info, box))
-        metas.sort(key=lambda m: (m.internaldate, m.id))
-        return Listing(metas, +skipped)
+        # No per-message call: listed from the id lists (newest first: reversed, the oldest is copied
+        # first), each with its size class's bound; fetch() says what each really is, and the engine
+        # judges the size filter on that.
+        bounds = self._size_bounds(scope)
+        metas = [MessageMeta(mid, bounds.get(mid, SMALL_BOUND), NOT_YET_KNOWN) for mid in reversed(unknown)]
+        return Listing(metas, +skipped, sizes_are_bounds=True)
 
     def _size_bounds(self, scope: str | None) -> dict[str, int]:
         """Message id → the upper bound of its size class (messages not listed here: SMALL_BOUND)."""
@@ -391,20 +370,6 @@ class GmailSource:
 
     def _meta(self, mid: str, info: _Info, box: _Box) -> MessageMeta:
         return MessageMeta(mid, info.size, info.internaldate, self._flags(info, box), info.message_id)
-
-    def _learn(self, ids: list[str]) -> None:
-        """Fetch (raw, one batch at a time) every message not yet seen this session, keeping what the engine needs."""
-        todo = [mid for mid in ids if mid not in self._info]
-        if len(todo) > PROGRESS_EVERY:
-            self._emit(f"examining {len(todo)} new message(s) for size, date and Message-ID (5 quota units each)")
-        for start in range(0, len(todo), BATCH_MAX):
-            for mid, resp in self.api.get_many(todo[start : start + BATCH_MAX], "raw").items():
-                if resp is not None:
-                    raw, self._info[mid] = self._absorb(resp)
-                    self._keep(mid, raw, self._info[mid])
-            done = start + BATCH_MAX
-            if len(todo) > PROGRESS_EVERY and done % PROGRESS_EVERY == 0:
-                self._emit(f"examined {done} of {len(todo)} message(s)")
 
     @staticmethod
     def _absorb(resp: dict) -> tuple[bytes, _Info]:
