@@ -72,9 +72,9 @@ RAW_CACHE_BYTES = 32 * 1024 * 1024
 # Listing without a per-message call: Gmail's ``larger:`` search puts each new message in a size
 # class, and the class's upper bound is what the copy reserves for it (batches and the run's byte
 # budget stay bounded, whatever the sizes); the exact size is learnt when the message is fetched.
-MB = 1024 * 1024
-SIZE_CLASSES = ((10 * MB, 50 * MB), (MB, 10 * MB), (100 * 1024, MB))  # (larger: threshold, bound), biggest first
-SMALL_BOUND = 100 * 1024
+KB, MB = 1024, 1024 * 1024
+SIZE_STEPS = (100 * KB, 512 * KB, MB, 2 * MB, 5 * MB, 10 * MB, 25 * MB, 50 * MB)  # 50 MB: Gmail's largest
+SMALL_BOUND = SIZE_STEPS[0]
 NOT_YET_KNOWN = dt.datetime.fromtimestamp(0, dt.UTC)  # a listed message's date: its fetch tells the real one
 
 # (label id, folder name, special-use attribute), in "primary" priority order
@@ -354,7 +354,7 @@ class GmailSource:
     def _size_bounds(self, scope: str | None) -> dict[str, int]:
         """Message id → the upper bound of its size class (messages not listed here: SMALL_BOUND)."""
         bounds: dict[str, int] = {}
-        for above, bound in SIZE_CLASSES:
+        for above, bound in reversed(list(zip(SIZE_STEPS, SIZE_STEPS[1:], strict=False))):  # biggest first
             for mid in self._list(scope, f"larger:{above}"):
                 bounds.setdefault(mid, bound)
         return bounds
