@@ -318,7 +318,8 @@ def _print_plan(result: runner.RunResult, out: TextIO) -> None:
             elif f.unchanged:
                 action = "unchanged since the last run"
             else:
-                action = f"copy {f.to_copy} ({_human_bytes(f.to_copy_bytes)}), skip: {_skips(f.skipped)}"
+                size = ("at most " if f.to_copy_at_most else "") + _human_bytes(f.to_copy_bytes)
+                action = f"copy {f.to_copy} ({size}), skip: {_skips(f.skipped)}"
             print(f"  {f.source} → {f.dest}: {action}", file=out)
             for note in f.notes:
                 print(f"      note: {note}", file=out)

@@ -130,6 +130,7 @@ class FolderReport:
     unchanged: bool = False
     to_copy: int = 0
     to_copy_bytes: int = 0
+    to_copy_at_most: bool = False  # to_copy_bytes adds up upper bounds (sizes learnt only when fetched)
     skipped: Counter[str] = field(default_factory=Counter)
 
 
@@ -292,6 +293,7 @@ def _plan(
         report.skipped = +skipped
         report.to_copy = len(candidates)
         report.to_copy_bytes = sum(m.size for m in candidates)
+        report.to_copy_at_most = listing.sizes_are_bounds
         result.skipped.update(+skipped)
         for reason, n in sorted((+skipped).items()):
             ctx.log(f"{n} message(s) skipped: {reason}", "info", name)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mailmig_tui import cli
 from mailmig_tui.engine import model, runner, store, verify
 from mailmig_tui.engine.events import Event, FolderProgress
 from mailmig_tui.engine.migrate import Limits
@@ -294,6 +295,24 @@ def test_a_first_run_gets_each_message_once_in_batches_bounded_by_its_size_class
     assert acct.bytes == sum(len(r) for r in [*(message(i) for i in range(90)), big_raw, big_raw])
     last = [e for e in events if isinstance(e, FolderProgress)][-1]
     assert last.bytes_done == last.bytes_total == acct.bytes  # the size-class bounds gave way to exact sizes
+
+
+def test_a_dry_run_lists_without_fetching_and_says_its_sizes_are_bounds(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box = ws.box("alice")
+    for i in range(30):
+        box.add(message(i), ["INBOX"], when(2020, 1, 1, 0, 0, 0) + dt.timedelta(hours=i))
+    ws.task()
+    ws.settings()
+
+    assert cli.main(["run", "acme", "--dry-run"]) == 0
+
+    out = capsys.readouterr().out
+    inbox = next(line for line in out.splitlines() if "INBOX" in line)
+    assert "copy 30 (at most 2.9 MB)" in inbox, inbox  # 30 × the 100 KB class bound
+    assert not [r for r in ws.google.log if r.in_batch], "a dry run makes no per-message call"
+    assert contents(ws.dst, "alice").get("INBOX", []) == []
 
 
 @pytest.fixture
