@@ -19,7 +19,7 @@ from mailmig_tui.engine import model, runner, store, verify
 from mailmig_tui.engine.events import Event, FolderProgress
 from mailmig_tui.engine.migrate import Limits
 from mailmig_tui.engine.sources import gmail, gmail_api
-from mailmig_tui.engine.sources.base import SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
+from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
 from mailmig_tui.engine.sources.gmail import SKIP_CHAT, keyword_of
 from mailmig_tui.engine.sources.gmail_auth import SCOPE
 from tests.fakes.google import FakeGoogle, FakeKey, FakeMailbox, google_error, make_key
@@ -402,6 +402,29 @@ def test_without_a_size_limit_the_date_boundaries_are_checked_exactly_after_the_
     assert sorted(mid for batch in batches_of_gets(ws) for mid in batch) == sorted(ids[n] for n in (1, 3, 4, 5))
     again = ws.run(task)
     assert again.accounts[0].copied == 0 and again.accounts[0].status == "complete"
+
+
+def test_mail_already_at_the_destination_is_recognised_when_downloaded_not_duplicated(ws: Workspace) -> None:
+    box = ws.box("alice")
+    raws = [message(i, message_id=i != 2) for i in range(8)]
+    dates = [when(2020, 1, 1, 0, 0, i) for i in range(8)]
+    for raw, date in zip(raws, dates, strict=True):
+        box.add(raw, ["INBOX"], date)
+    # a killed run had appended these three but not recorded them; the listing knows no size or
+    # Message-ID yet, so they are recognised on the downloaded message (one without Message-ID by content)
+    mb.seed(
+        ws.dst,
+        "alice",
+        {"INBOX": [mb.Msg(raw, ("\\Seen",), date) for raw, date in zip(raws[:3], dates[:3], strict=True)]},
+    )
+
+    result = ws.run(ws.task())
+
+    acct = result.accounts[0]
+    assert acct.status == "complete", acct.error
+    assert acct.copied == 5 and acct.skipped[SKIP_EXISTING] == 3
+    assert [raw for raw, _, _ in dest(ws)["INBOX"]] == raws
+    assert ws.run(ws.task()).accounts[0].copied == 0
 
 
 def test_a_stopped_run_resumes_without_duplicates(ws: Workspace) -> None:
