@@ -16,6 +16,7 @@ The cancel token is checked between batches: stopping leaves the state consisten
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import threading
@@ -409,7 +410,13 @@ def _copy(
             shared.streams[joined].join()
             joined += 1
     if shared.errors:
-        raise shared.errors[0]
+        failure = shared.errors[0]
+        if not isinstance(failure, Cancelled | FolderChanged):
+            # A source or destination may refuse or throttle several connections to one account:
+            # the account's next attempt (the runner retries it) copies over one connection.
+            ctx.limits = dataclasses.replace(ctx.limits, streams_per_account=1)
+            ctx.log(f"an extra connection to this account failed ({failure}); from now on it uses one")
+        raise failure
     if ctx.cancel.is_set():
         raise Cancelled()
 

@@ -171,13 +171,24 @@ def test_a_stream_lost_mid_copy_stops_the_others_and_the_retry_copies_nothing_tw
         dest.append = append_then_drop  # type: ignore[method-assign]
 
     events: list[Event] = []
-    dests = on_second(runner.open_destination, drop_after_its_first_batch)
-    result = runner.run_task(task, settings, sink=events.append, destination_factory=dests, limits=LIMITS)
+    counting = CountingDestinations()
+    dests = on_second(counting, drop_after_its_first_batch)
+    opened_before_the_retry = 0
+
+    def sink(event: Event) -> None:
+        nonlocal opened_before_the_retry
+        events.append(event)
+        if log_lines([event], "warning", "retrying"):
+            opened_before_the_retry = counting.opened
+
+    result = runner.run_task(task, settings, sink=sink, destination_factory=dests, limits=LIMITS)
 
     (acct,) = result.accounts
     assert broken.is_set()
     assert acct.status == "complete", acct.error
     assert len(log_lines(events, "warning", "retrying")) == 1
+    assert log_lines(events, "info", "an extra connection to this account failed")
+    assert counting.opened == opened_before_the_retry + 1, "the retry copies over one connection"
     assert_copied_exactly(pair, task)  # nothing twice, in order
     assert runner.run_task(task, settings, limits=LIMITS).accounts[0].copied == 0
 
