@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import sys
 
-LIMITS = ("msgs", "batch", "queue", "streams")  # migrate.Limits' fields, in order
+LIMITS = ("msgs", "batch", "queue", "streams")  # account.Limits' fields, in order
 
 
 def apply(spec: str) -> None:
-    from mailmig_tui.engine import migrate, runner
+    from mailmig_tui.engine import account, runner
 
-    limits = dict(zip(LIMITS, migrate.Limits.__init__.__defaults__ or (), strict=True))
+    limits = dict(zip(LIMITS, account.Limits.__init__.__defaults__ or (), strict=True))
     for knob in filter(None, (k.strip() for k in spec.split(","))):
         name, _, value = knob.partition("=")
         if name == "nodebug":
@@ -54,7 +54,7 @@ def apply(spec: str) -> None:
             limits[name] = int(value)
         else:
             raise SystemExit(f"bench.whatif: unknown knob {knob!r}")
-    migrate.Limits.__init__.__defaults__ = tuple(limits[k] for k in LIMITS)
+    account.Limits.__init__.__defaults__ = tuple(limits[k] for k in LIMITS)
 
 
 def _append_via_multiappend() -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailmig_tui.engine import imapconn, store
+from mailmig_tui.engine.account import AccountContext, ByteBudget, Cancelled, FolderChanged, Limits, SpareStreams
 from mailmig_tui.engine.destination import DestinationMailbox, OverQuota
 from mailmig_tui.engine.events import (
     AccountFinished,
@@ -31,16 +32,7 @@ from mailmig_tui.engine.events import (
     Sink,
 )
 from mailmig_tui.engine.logfile import LogWriter, Redactor
-from mailmig_tui.engine.migrate import (
-    AccountContext,
-    ByteBudget,
-    Cancelled,
-    FolderChanged,
-    FolderReport,
-    Limits,
-    SpareStreams,
-    migrate_account,
-)
+from mailmig_tui.engine.migrate import FolderReport, migrate_account
 from mailmig_tui.engine.model import Settings, Task, User, account_key
 from mailmig_tui.engine.notify import Notifier
 from mailmig_tui.engine.sources.base import Source, identity_of

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from rich.text import Text
 from textual.widgets import DataTable
 
-from mailmig_tui.engine.migrate import SKIP_VANISHED
+from mailmig_tui.engine.account import SKIP_VANISHED
 from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
 from mailmig_tui.runs import duration_text, size_text
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailmig_tui.engine.migrate import Cancelled
+from mailmig_tui.engine.account import Cancelled
 from mailmig_tui.engine.sources import gmail_api
 from mailmig_tui.engine.sources.gmail import decode_raw
 from mailmig_tui.engine.sources.gmail_api import GmailApi, GmailError

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mailmig_tui.engine import model
+from mailmig_tui.engine.account import Cancelled
 from mailmig_tui.engine.folders import RemoteFolder, plan_folders
-from mailmig_tui.engine.migrate import Cancelled
 from mailmig_tui.engine.sources import graph
 from mailmig_tui.engine.sources.base import SKIP_TOO_NEW, SKIP_TOO_OLD, fingerprint_of
 from mailmig_tui.engine.sources.graph import GraphSource

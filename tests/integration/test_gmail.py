@@ -16,8 +16,8 @@ import pytest
 
 from mailmig_tui import cli
 from mailmig_tui.engine import model, runner, store, verify
+from mailmig_tui.engine.account import Limits
 from mailmig_tui.engine.events import Event, FolderProgress
-from mailmig_tui.engine.migrate import Limits
 from mailmig_tui.engine.sources import gmail, gmail_api
 from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
 from mailmig_tui.engine.sources.gmail import SKIP_CHAT, keyword_of

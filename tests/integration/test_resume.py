@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from mailmig_tui.engine import runner, store
+from mailmig_tui.engine.account import SKIP_VANISHED, Limits
 from mailmig_tui.engine.events import (
     AccountFinished,
     AccountStarted,
@@ -35,7 +36,6 @@ from mailmig_tui.engine.events import (
     LogLine,
     MessageFailed,
 )
-from mailmig_tui.engine.migrate import SKIP_VANISHED, Limits
 from mailmig_tui.engine.model import Task, User, account_key
 from mailmig_tui.engine.sources.base import SKIP_EXISTING
 from mailmig_tui.engine.state import StateDB

@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 import pytest
 
 from mailmig_tui.engine import imapconn, runner
+from mailmig_tui.engine.account import Limits, SpareStreams
 from mailmig_tui.engine.destination import Appendable, AppendOutcome, DestinationMailbox
 from mailmig_tui.engine.events import Event, FolderProgress
-from mailmig_tui.engine.migrate import Limits, SpareStreams
 from mailmig_tui.engine.model import Settings, Task, User
 from mailmig_tui.engine.sources.base import FolderStatus, RemoteFolder, Source
 from tests.integration.conftest import Pair, contents

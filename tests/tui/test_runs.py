@@ -12,10 +12,10 @@ from textual.widgets import Log
 
 from mailmig_tui.app import MailmigApp
 from mailmig_tui.engine import runner, store
+from mailmig_tui.engine.account import Limits
 from mailmig_tui.engine.destination import DestinationMailbox
 from mailmig_tui.engine.events import AccountStarted
 from mailmig_tui.engine.logfile import LogWriter
-from mailmig_tui.engine.migrate import Limits
 from mailmig_tui.engine.model import Settings, User
 from mailmig_tui.engine.state import StateDB
 from mailmig_tui.screens.info import InfoScreen

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailmig_tui.engine.account import Cancelled
 from mailmig_tui.engine.imapconn import ErrorKind, ImapError
-from mailmig_tui.engine.migrate import Cancelled
 from mailmig_tui.engine.sources.gmail_auth import ServiceAccountKey, credentials, explain_refresh_error
 
 UNITS_GET = 5

@@ -49,8 +49,8 @@ from urllib.parse import quote
 
 import requests
 
+from mailmig_tui.engine.account import Cancelled
 from mailmig_tui.engine.folders import RemoteFolder
-from mailmig_tui.engine.migrate import Cancelled
 from mailmig_tui.engine.model import Filters, Task, User
 from mailmig_tui.engine.model import Source as SourceSettings
 from mailmig_tui.engine.sources import graph_auth
