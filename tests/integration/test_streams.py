@@ -150,12 +150,18 @@ def on_second(factory: Callable[[Any, User], T], change: Callable[[T], None]) ->
     return make
 
 
-def test_a_stream_lost_mid_copy_stops_the_others_and_the_retry_copies_nothing_twice(
-    pair: Pair, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def retried(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> tuple[Task, Settings]:
+    """alice's seeded mailbox, and retries after 0.05 s instead of seconds."""
     monkeypatch.setattr(runner, "BACKOFF_S", (0.05, 0.1, 0.2))
     seed(pair)
-    task, settings = pair.task(save=False), pair.settings()
+    return pair.task(save=False), pair.settings()
+
+
+def test_a_stream_lost_mid_copy_stops_the_others_and_the_retry_copies_nothing_twice(
+    pair: Pair, retried: tuple[Task, Settings]
+) -> None:
+    task, settings = retried
     broken = threading.Event()
 
     def drop_after_its_first_batch(dest: DestinationMailbox) -> None:
@@ -194,11 +200,9 @@ def test_a_stream_lost_mid_copy_stops_the_others_and_the_retry_copies_nothing_tw
 
 
 def test_a_folder_whose_uidvalidity_changed_since_planning_is_planned_again(
-    pair: Pair, monkeypatch: pytest.MonkeyPatch
+    pair: Pair, retried: tuple[Task, Settings]
 ) -> None:
-    monkeypatch.setattr(runner, "BACKOFF_S", (0.05, 0.1, 0.2))
-    seed(pair)
-    task, settings = pair.task(save=False), pair.settings()
+    task, settings = retried
     changed = threading.Event()
 
     def sees_its_first_folder_recreated(source: Source) -> None:
