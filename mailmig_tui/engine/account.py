@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,15 +37,26 @@ class ByteBudget:
         self.limit = limit
         self._used = 0
         self._cond = threading.Condition()
+        self._turns: deque[object] = deque()  # waiting requests, first come first served
         self.peak = 0
 
     def acquire(self, n: int, cancel: threading.Event) -> None:
-        """Wait until ``n`` bytes fit (a single message larger than the budget goes alone)."""
+        """Wait until ``n`` bytes fit, in turn (a single message larger than the budget goes alone).
+
+        A request that does not fit yet holds back the ones after it, so a large message is not
+        starved by other streams' small batches that keep fitting into what is left.
+        """
+        turn = object()
         with self._cond:
-            while self._used and self._used + n > self.limit:
-                if cancel.is_set():
-                    raise Cancelled()
-                self._cond.wait(0.2)
+            self._turns.append(turn)
+            try:
+                while self._turns[0] is not turn or (self._used and self._used + n > self.limit):
+                    if cancel.is_set():
+                        raise Cancelled()
+                    self._cond.wait(0.2)
+            finally:
+                self._turns.remove(turn)
+                self._cond.notify_all()
             self._used += n
             self.peak = max(self.peak, self._used)
 
