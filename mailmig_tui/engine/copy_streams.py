@@ -30,7 +30,7 @@ from mailmig_tui.engine.account import (
 from mailmig_tui.engine.destination import Appendable, DestinationMailbox
 from mailmig_tui.engine.events import AccountResult, FolderProgress, MessageFailed
 from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, MessageMeta, Source, fingerprint_of
-from mailmig_tui.engine.state import COPIED, EXISTING, FAILED, MessageRow, StateDB
+from mailmig_tui.engine.state import COPIED, EXISTING, FAILED, SKIPPED, MessageRow, StateDB
 
 
 def _folder_batches(lim: Limits, w: Work):
@@ -261,6 +261,7 @@ def _append_batch(
     rows: list[MessageRow] = []
     to_append: list[tuple[MessageMeta, str, bytes]] = []
     skipped: Counter[str] = Counter()
+    recorded_skips: Counter[str] = Counter()  # in the state as rows, so not in the folder's own counts
     got = {f.id: f for f in fetched}
     limit = ctx.task.filters.max_size_kb * 1024
     learnt = 0  # exact size minus listed size, of messages listed before their size was known
@@ -277,7 +278,8 @@ def _append_batch(
             skipped[f.skip] += 1
             continue
         if f.meta is not None and limit and meta.size > limit:  # listed before its size was known
-            skipped[SKIP_TOO_BIG] += 1
+            recorded_skips[SKIP_TOO_BIG] += 1  # recorded: not downloaded again while the filters hold
+            rows.append(MessageRow(name, validity, meta.id, SKIPPED, dest_name, size=meta.size, reason=SKIP_TOO_BIG))
             continue
         fp = fingerprint_of(meta, raw)
         if w.avail[fp] > 0:  # content hash, or a listed size that was only an estimate (Graph, Gmail)
@@ -316,7 +318,7 @@ def _append_batch(
     w.done += len(batch)
     result, progress = shared.result, shared.progress
     with shared.lock:
-        result.skipped.update(skipped)
+        result.skipped.update(skipped + recorded_skips)
         result.failed += len(failed)
         result.copied += copied
         result.bytes += copied_bytes

@@ -101,6 +101,8 @@ def _plan(
         ):
             report.unchanged = True
             continue
+        if row is not None and row.filters != fkey and not ctx.dry_run:
+            ctx.state.forget_skipped(ctx.key, name)  # what the old filters skipped is judged again
         stale = 0 if ctx.dry_run else ctx.state.release_stale(ctx.key, name, status.validity)
         if stale or (row is not None and row.validity != status.validity):
             ctx.log(

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mailmig_tui.engine.sources.base import SKIP_EXISTING
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -98,6 +100,9 @@ CREATE TABLE IF NOT EXISTS account_runs (
 COPIED = "copied"
 EXISTING = "existing"
 FAILED = "failed"
+# Filtered out only once downloaded (a source that lists sizes as bounds: Gmail): recorded so that
+# later passes do not download it again, and forgotten when the task's filters change.
+SKIPPED = "skipped"
 
 
 class StateMismatch(Exception):
@@ -271,12 +276,20 @@ class StateDB:
             )
 
     def known_ids(self, account: str, folder: str, validity: str) -> set[str]:
-        """Source ids already at the destination (copied, or found there)."""
+        """Source ids already dealt with: at the destination (copied, or found there), or skipped."""
         rows = self._db.execute(
             "SELECT src_id FROM messages WHERE account = ? AND folder = ? AND validity = ? AND status != ?",
             (account, folder, validity, FAILED),
         )
         return {r[0] for r in rows}
+
+    def forget_skipped(self, account: str, folder: str) -> int:
+        """Drop a folder's recorded skips (the filters changed: they are judged again); how many."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "DELETE FROM messages WHERE account = ? AND folder = ? AND status = ?", (account, folder, SKIPPED)
+            )
+            return cur.rowcount
 
     def release_stale(self, account: str, folder: str, validity: str) -> int:
         """Drop a source folder's records made under another UIDVALIDITY; return how many there were.
@@ -326,8 +339,9 @@ class StateDB:
         uids: set[int] = set()
         unknown: Counter[str] = Counter()
         rows = self._db.execute(
-            "SELECT dest_uid, dest_validity, fingerprint FROM messages WHERE account = ? AND dest_folder = ? AND status != ?",
-            (account, dest_folder, FAILED),
+            "SELECT dest_uid, dest_validity, fingerprint FROM messages "
+            "WHERE account = ? AND dest_folder = ? AND status NOT IN (?, ?)",
+            (account, dest_folder, FAILED, SKIPPED),
         )
         for uid, validity, fingerprint in rows:
             if uid is not None and validity == dest_validity:
@@ -400,10 +414,17 @@ class StateDB:
             skipped: Counter[str] = Counter()
             folders = 0
             for (raw,) in self._db.execute("SELECT skipped FROM folders WHERE account = ?", (account,)):
-                skipped.update(json.loads(raw))
+                # mail found at the destination is counted from its records below (a folder's own
+                # counts are those of its last pass only)
+                skipped.update({k: v for k, v in json.loads(raw).items() if k != SKIP_EXISTING})
                 folders += 1
             if counts.get(EXISTING):
-                skipped["already at the destination"] += counts[EXISTING]
+                skipped[SKIP_EXISTING] += counts[EXISTING]
+            for reason, n in self._db.execute(
+                "SELECT reason, COUNT(*) FROM messages WHERE account = ? AND status = ? GROUP BY reason",
+                (account, SKIPPED),
+            ):
+                skipped[reason] += n
             last = self._db.execute(
                 "SELECT duration FROM account_runs WHERE account = ? ORDER BY run_id DESC LIMIT 1", (account,)
             ).fetchone()

@@ -22,6 +22,7 @@ from mailmig_tui.engine.sources import gmail, gmail_api
 from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
 from mailmig_tui.engine.sources.gmail import SKIP_CHAT, keyword_of
 from mailmig_tui.engine.sources.gmail_auth import SCOPE
+from mailmig_tui.engine.state import StateDB
 from tests.fakes.google import FakeGoogle, FakeKey, FakeMailbox, google_error, make_key
 from tests.integration.conftest import Pair, contents, message, when
 from tests.servers import mailbox as mb
@@ -425,6 +426,39 @@ def test_mail_already_at_the_destination_is_recognised_when_downloaded_not_dupli
     assert acct.copied == 5 and acct.skipped[SKIP_EXISTING] == 3
     assert [raw for raw, _, _ in dest(ws)["INBOX"]] == raws
     assert ws.run(ws.task()).accounts[0].copied == 0
+
+
+def test_a_message_over_the_size_limit_is_downloaded_once_until_the_limit_changes(ws: Workspace) -> None:
+    box = ws.box("alice")
+    big_raw = message(50, body=b"b" * 40_000 + b"\r\n")
+    big = box.add(big_raw, ["INBOX"], when(2020, 1, 1, 0, 0, 0))
+    box.add(message(1), ["INBOX"], when(2020, 1, 2, 0, 0, 0))
+    task = ws.task(save=False)
+    task.filters.max_size_kb = 20
+    store.save_task(task, old_name="acme")
+
+    def gets() -> list[str]:
+        return [mid for batch in batches_of_gets(ws) for mid in batch]
+
+    first = ws.run(task)
+    assert first.accounts[0].copied == 1 and first.accounts[0].skipped == {SKIP_TOO_BIG: 1}
+    assert gets().count(big) == 1
+
+    box.add(message(2), ["INBOX"], when(2020, 1, 3, 0, 0, 0))  # INBOX changes: planned again
+    second = ws.run(task)
+    assert second.accounts[0].copied == 1
+    assert gets().count(big) == 1, "a message judged too big is not downloaded again"
+    db = StateDB(store.paths().state_file("acme"))
+    try:
+        assert db.summaries()[f"alice@{DOMAIN}"].skipped == {SKIP_TOO_BIG: 1}
+    finally:
+        db.close()
+
+    task.filters.max_size_kb = 100  # the limit is raised: what it skipped is judged again
+    store.save_task(task, old_name="acme")
+    third = ws.run(task)
+    assert third.accounts[0].copied == 1 and third.accounts[0].skipped == {}
+    assert [raw for raw, _, _ in dest(ws)["INBOX"]] == [message(1), message(2), big_raw]
 
 
 def test_a_stopped_run_resumes_without_duplicates(ws: Workspace) -> None:

@@ -7,6 +7,7 @@ import datetime as dt
 from mailmig_tui.engine import runner, store
 from mailmig_tui.engine.events import AccountFinished, FolderProgress
 from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
+from mailmig_tui.engine.state import StateDB
 from tests.integration.conftest import Pair, contents, cpython_email_corpus, crlf, message, when
 from tests.servers import mailbox as mb
 
@@ -151,6 +152,20 @@ def test_mail_already_at_destination_is_not_copied_again(pair: Pair) -> None:
     dst = contents(pair.dst, "alice")
     assert dst["INBOX"] == contents(pair.src, "alice")["INBOX"]
     assert dst["Work"] == contents(pair.src, "alice")["Work"]
+    assert summary_skipped(pair) == {SKIP_EXISTING: 5}  # once, not once per record and once per folder
+
+    mb.seed(pair.src, "alice", {"INBOX": [mb.Msg(message(99), (), when(2021, 1, 1, 0, 0, 0))]})
+    again = runner.run_task(pair.task(), pair.settings())  # INBOX changed: planned again
+    assert again.accounts[0].copied == 1
+    assert summary_skipped(pair) == {SKIP_EXISTING: 5}
+
+
+def summary_skipped(pair: Pair) -> dict[str, int]:
+    db = StateDB(store.paths().state_file(pair.task(save=False).name))
+    try:
+        return dict(db.summaries()["alice"].skipped)
+    finally:
+        db.close()
 
 
 def test_wrong_password_fails_that_account_only(pair: Pair) -> None:
