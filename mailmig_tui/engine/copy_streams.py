@@ -52,18 +52,20 @@ class _Folders:
     folder at once)."""
 
     def __init__(self, work: list[Work]) -> None:
-        self._todo = sorted(work, key=lambda w: sum(m.size for m in w.messages))  # popped from the end
+        sized = [(sum(m.size for m in w.messages), w) for w in work]
+        self._todo = sorted(sized, key=lambda pair: pair[0])  # popped from the end: biggest first
         self._lock = threading.Lock()
 
     def take(self) -> Work | None:
         with self._lock:
-            return self._todo.pop() if self._todo else None
+            return self._todo.pop()[1] if self._todo else None
 
     def worth_another_stream(self, lim: Limits) -> bool:
         """More than a batch is left that no stream has started: a new connection pays for itself."""
         with self._lock:
-            left = [m for w in self._todo for m in w.messages]
-        return len(left) >= lim.batch_messages or sum(m.size for m in left) >= lim.batch_bytes
+            messages = sum(len(w.messages) for _, w in self._todo)
+            size = sum(n for n, _ in self._todo)
+        return messages >= lim.batch_messages or size >= lim.batch_bytes
 
 
 @dataclass
