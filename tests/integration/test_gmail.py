@@ -16,7 +16,7 @@ import pytest
 
 from mailmig_tui import cli
 from mailmig_tui.engine import model, runner, store, verify
-from mailmig_tui.engine.account import Limits
+from mailmig_tui.engine.account import SKIP_VANISHED, Limits
 from mailmig_tui.engine.events import Event, FolderProgress
 from mailmig_tui.engine.sources import gmail, gmail_api
 from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
@@ -459,6 +459,25 @@ def test_a_message_over_the_size_limit_is_downloaded_once_until_the_limit_change
     third = ws.run(task)
     assert third.accounts[0].copied == 1 and third.accounts[0].skipped == {}
     assert [raw for raw, _, _ in dest(ws)["INBOX"]] == [message(1), message(2), big_raw]
+
+
+def test_a_message_deleted_between_listing_and_copying_is_vanished_not_failed(ws: Workspace) -> None:
+    box = ws.box("alice")
+    ids = [box.add(message(i), ["INBOX"], when(2020, 1, 1, 0, 0, i)) for i in range(60)]
+    gone: list[str] = []
+
+    def sink(event: Event) -> None:
+        if isinstance(event, FolderProgress) and not gone:  # listed already; the last one not fetched yet
+            gone.append(ids[-1])
+            box.delete(ids[-1])
+
+    result = ws.run(ws.task(), sink=sink, limits=Limits(batch_messages=10, queue_depth=1))
+
+    acct = result.accounts[0]
+    assert acct.status == "complete", acct.error
+    assert acct.copied == 59 and acct.failed == 0
+    assert acct.skipped == {SKIP_VANISHED: 1}
+    assert [raw for raw, _, _ in dest(ws)["INBOX"]] == [message(i) for i in range(59)]
 
 
 def test_a_stopped_run_resumes_without_duplicates(ws: Workspace) -> None:
