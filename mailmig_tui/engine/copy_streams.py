@@ -266,6 +266,7 @@ def _append_batch(
     recorded_skips: Counter[str] = Counter()  # in the state as rows, so not in the folder's own counts
     got = {f.id: f for f in fetched}
     limit = ctx.task.filters.max_size_kb * 1024
+    fkey = filters_key(ctx.task)
     learnt = 0  # exact size minus listed size, of messages listed before their size was known
     for listed in batch:
         f = got.get(listed.id)
@@ -281,7 +282,11 @@ def _append_batch(
             continue
         if f.meta is not None and limit and meta.size > limit:  # listed before its size was known
             recorded_skips[SKIP_TOO_BIG] += 1  # recorded: not downloaded again while the filters hold
-            rows.append(MessageRow(name, validity, meta.id, SKIPPED, dest_name, size=meta.size, reason=SKIP_TOO_BIG))
+            rows.append(
+                MessageRow(
+                    name, validity, meta.id, SKIPPED, dest_name, fingerprint=fkey, size=meta.size, reason=SKIP_TOO_BIG
+                )
+            )
             continue
         fp = fingerprint_of(meta, raw)
         if w.avail[fp] > 0:  # content hash, or a listed size that was only an estimate (Graph, Gmail)
@@ -344,7 +349,7 @@ def _append_batch(
         ctx.emit(event)  # under the lock: the account's counts never go backwards between streams
     if w.done >= len(w.messages):
         state.save_folder(
-            ctx.key, name, validity=validity, marker=w.status.marker, filters=filters_key(ctx.task),
+            ctx.key, name, validity=validity, marker=w.status.marker, filters=fkey,
             dest_folder=dest_name, skipped=w.skipped, clean=w.failures == 0,
         )  # fmt: skip
         ctx.log(f"folder done → {dest_name}: {w.copied} copied, {w.failures} failed", "info", name)

@@ -101,8 +101,8 @@ def _plan(
         ):
             report.unchanged = True
             continue
-        if row is not None and row.filters != fkey and not ctx.dry_run:
-            ctx.state.forget_skipped(ctx.key, name)  # what the old filters skipped is judged again
+        if not ctx.dry_run:  # what other filters skipped (an earlier pass, maybe unfinished) is judged again
+            ctx.state.forget_skipped(ctx.key, name, fkey)
         stale = 0 if ctx.dry_run else ctx.state.release_stale(ctx.key, name, status.validity)
         if stale or (row is not None and row.validity != status.validity):
             ctx.log(

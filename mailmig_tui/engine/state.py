@@ -101,7 +101,8 @@ COPIED = "copied"
 EXISTING = "existing"
 FAILED = "failed"
 # Filtered out only once downloaded (a source that lists sizes as bounds: Gmail): recorded so that
-# later passes do not download it again, and forgotten when the task's filters change.
+# later passes do not download it again. Such a row's ``fingerprint`` is the filters it was judged
+# under (migrate.filters_key): under other filters it is judged again.
 SKIPPED = "skipped"
 
 
@@ -283,11 +284,12 @@ class StateDB:
         )
         return {r[0] for r in rows}
 
-    def forget_skipped(self, account: str, folder: str) -> int:
-        """Drop a folder's recorded skips (the filters changed: they are judged again); how many."""
+    def forget_skipped(self, account: str, folder: str, filters: str) -> int:
+        """Drop a folder's recorded skips judged under other ``filters`` (they are judged again); how many."""
         with self.transaction() as db:
             cur = db.execute(
-                "DELETE FROM messages WHERE account = ? AND folder = ? AND status = ?", (account, folder, SKIPPED)
+                "DELETE FROM messages WHERE account = ? AND folder = ? AND status = ? AND fingerprint != ?",
+                (account, folder, SKIPPED, filters),
             )
             return cur.rowcount
 

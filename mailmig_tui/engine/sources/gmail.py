@@ -41,6 +41,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import re
 import threading
@@ -359,12 +360,21 @@ class GmailSource:
                 bounds.setdefault(mid, bound)
         return bounds
 
+    @functools.cached_property
+    def _date_bounds(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """The date filters as exact instants: the first kept, the first skipped after the window."""
+        since, until = date_window(self.filters)
+        return (
+            dt.datetime.fromtimestamp(local_midnight_epoch(since), dt.UTC) if since else None,
+            dt.datetime.fromtimestamp(local_midnight_epoch(until), dt.UTC) if until else None,
+        )
+
     def _outside_dates(self, info: _Info) -> str | None:
         """The exact check of the date filters on internalDate (the server-side query has a margin)."""
-        since, until = date_window(self.filters)
-        if since and info.internaldate < dt.datetime.fromtimestamp(local_midnight_epoch(since), dt.UTC):
+        low, high = self._date_bounds
+        if low is not None and info.internaldate < low:
             return SKIP_TOO_OLD
-        if until and info.internaldate >= dt.datetime.fromtimestamp(local_midnight_epoch(until), dt.UTC):
+        if high is not None and info.internaldate >= high:
             return SKIP_TOO_NEW
         return None
 
