@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from mailmig_tui.engine import events, runner, store, userlist, verify
+from mailmig_tui.engine import events, notify, runner, store, userlist, verify
 from mailmig_tui.engine.model import SOURCE_TYPE_LABELS, Task, account_key, to_dict, validate_settings, validate_task
 from mailmig_tui.engine.state import StateDB
 
@@ -172,11 +172,7 @@ def cmd_export_users(args: argparse.Namespace) -> int:
 
 
 def _human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
+    return notify.human_bytes(n, "B")
 
 
 def _skips(counter: dict[str, int]) -> str:

@@ -27,10 +27,11 @@ class NotifyError(Exception):
     """The relay could not be reached, refused the login, or refused the message (no secrets inside)."""
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
+def human_bytes(n: float, byte_unit: str = "bytes") -> str:
+    """``n`` bytes as an admin reads them (KB, MB, GB of 1024); below 1 KB in ``byte_unit``."""
+    for unit in (byte_unit, "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+            return f"{n:.0f} {unit}" if unit == byte_unit else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GB"
 

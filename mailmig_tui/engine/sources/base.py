@@ -8,6 +8,7 @@ filters and are not yet known, and the raw octets of messages in batches. Nothin
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -124,3 +125,21 @@ SKIP_TOO_OLD = "received before the date filter"
 SKIP_TOO_NEW = "received after the date filter"
 SKIP_TOO_BIG = "over the size limit"
 SKIP_EXISTING = "already at the destination"
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from an HTTP Retry-After value (delta-seconds or an HTTP date), if any."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import http.client
 import json
 import random
@@ -28,6 +27,7 @@ from typing import Any
 
 from mailmig_tui.engine.account import Cancelled
 from mailmig_tui.engine.imapconn import ErrorKind, ImapError
+from mailmig_tui.engine.sources.base import retry_after_seconds
 from mailmig_tui.engine.sources.gmail_auth import ServiceAccountKey, credentials, explain_refresh_error
 
 UNITS_GET = 5
@@ -101,18 +101,8 @@ class _BatchOutcome:
 
 
 def _retry_after(headers: Any) -> float | None:
-    value = headers.get("retry-after") if headers is not None else None
-    if not value:
-        return None
-    try:
-        return min(RETRY_AFTER_MAX_S, max(0.0, float(value)))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return min(RETRY_AFTER_MAX_S, max(0.0, when.timestamp() - time.time()))
+    wait = retry_after_seconds(headers.get("retry-after") if headers is not None else None)
+    return None if wait is None else min(RETRY_AFTER_MAX_S, wait)
 
 
 def _error_body(content: bytes) -> tuple[list[str], str]:

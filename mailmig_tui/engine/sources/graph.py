@@ -35,7 +35,6 @@ when the run is cancelled. A permanent refusal (403, no mailbox) fails that acco
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import hashlib
 import logging
 import random
@@ -62,6 +61,7 @@ from mailmig_tui.engine.sources.base import (
     Listing,
     MessageMeta,
     date_window,
+    retry_after_seconds,
 )
 from mailmig_tui.engine.sources.graph_auth import GraphError, TokenProvider
 
@@ -111,20 +111,7 @@ def backoff(attempt: int) -> float:
 
 def retry_after(response: requests.Response) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), if any."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+    return retry_after_seconds(response.headers.get("Retry-After"))
 
 
 def _error_of(response: requests.Response) -> tuple[str, str]:
