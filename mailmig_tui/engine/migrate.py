@@ -125,6 +125,7 @@ def _plan(
         existing_rows: list[MessageRow] = []
         if candidates and plan.dest_name in {d.name for d in dest.list_folders()} | {"INBOX"}:
             avail = _unclaimed(ctx, dest, plan.dest_name)
+        if avail:  # nothing unclaimed at the destination (a first copy): no fingerprint to compare
             remaining = []
             for meta in candidates:
                 fp = fingerprint_of(meta)

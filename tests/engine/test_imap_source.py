@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from mailmig_tui.engine.sources.imap import archived_only, message_id_of, meta_of
+from mailmig_tui.engine.sources.imap import _items_of, archived_only, message_id_of, meta_of
 
 
 @pytest.mark.parametrize(
@@ -25,14 +25,16 @@ def test_message_id_of(block: bytes | None, expected: str | None) -> None:
 
 
 def test_meta_of_reads_sizes_dates_flags_and_tolerates_missing_items() -> None:
+    """From IMAPClient's parse (the fallback for responses fetch_parse does not read)."""
     when = dt.datetime(2020, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     data = {
+        b"UID": 7,
         b"RFC822.SIZE": 1234,
         b"INTERNALDATE": when,
         b"FLAGS": (b"\\Seen", b"$Forwarded"),
         b"BODY[HEADER.FIELDS (MESSAGE-ID)]": b"Message-ID: <x@y>\r\n\r\n",
     }
-    meta = meta_of(7, data)
+    meta = meta_of(_items_of(data))
     assert meta is not None
     assert (meta.id, meta.size, meta.internaldate, meta.flags, meta.message_id) == (
         "7",
@@ -41,8 +43,9 @@ def test_meta_of_reads_sizes_dates_flags_and_tolerates_missing_items() -> None:
         ("\\Seen", "$Forwarded"),
         "<x@y>",
     )
-    assert meta_of(8, {b"FLAGS": ()}) is None
-    naive = meta_of(9, {**data, b"INTERNALDATE": dt.datetime(2020, 1, 1)})
+    assert meta_of(_items_of({b"UID": 8, b"FLAGS": ()})) is None
+    assert meta_of(_items_of({k: v for k, v in data.items() if k != b"UID"})) is None  # unsolicited: no UID
+    naive = meta_of(_items_of({**data, b"INTERNALDATE": dt.datetime(2020, 1, 1)}))
     assert naive is not None and naive.internaldate.tzinfo is dt.UTC
 
 

@@ -26,9 +26,10 @@ class FolderStatus:
     validity: str
     marker: str
     messages: int
+    uidnext: int = 0  # IMAP: the UID the next message will get (0: unknown, or not IMAP)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MessageMeta:
     id: str
     size: int

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Sequence
 
 from imapclient import IMAPClient
 from imapclient.response_parser import parse_fetch_response, parse_response
 
-from mailmig_tui.engine import imapconn
+from mailmig_tui.engine import fetch_parse, imapconn
+from mailmig_tui.engine.fetch_parse import FetchItems
 from mailmig_tui.engine.folders import RemoteFolder
 from mailmig_tui.engine.model import Filters, Source, User
 from mailmig_tui.engine.sources.base import (
@@ -21,12 +23,12 @@ from mailmig_tui.engine.sources.base import (
     date_window,
 )
 
-META_CHUNK = 2000
+META_CHUNK = 2000  # UIDs per FETCH when they are listed one by one
+RANGE_CHUNK = 20_000  # messages per FETCH (about) when a folder is listed by UID ranges
 STATUS_ITEMS = ("UIDVALIDITY", "UIDNEXT", "MESSAGES")
 # Gmail labels that do not put a message in a folder of its own (views, not places).
 GMAIL_VIEW_LABELS = {"\\important", "\\starred"}
-_META_ITEMS = [b"RFC822.SIZE", b"INTERNALDATE", b"FLAGS", b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
-_HEADER_KEY = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
+_META_ITEMS = [b"UID", b"RFC822.SIZE", b"INTERNALDATE", b"FLAGS", b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
 
 
 def text_of(value: bytes | str) -> str:
@@ -45,22 +47,19 @@ def message_id_of(header_block: bytes | None) -> str | None:
     return None
 
 
-def meta_of(uid: int, data: dict[bytes, object]) -> MessageMeta | None:
-    """MessageMeta from one FETCH response of ``_META_ITEMS`` (None if the server left items out)."""
-    size = data.get(b"RFC822.SIZE")
-    when = data.get(b"INTERNALDATE")
-    if not isinstance(size, int) or not isinstance(when, dt.datetime):
+def meta_of(items: FetchItems) -> MessageMeta | None:
+    """MessageMeta from one message's items of ``_META_ITEMS`` (None if the server left items out)."""
+    if items.uid is None or items.size is None or items.internaldate is None:
         return None
+    when = items.internaldate
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    flags = tuple(text_of(f) for f in data.get(b"FLAGS", ()))  # type: ignore[attr-defined]
-    header = data.get(_HEADER_KEY)
     return MessageMeta(
-        id=str(uid),
-        size=size,
+        id=str(items.uid),
+        size=items.size,
         internaldate=when,
-        flags=flags,
-        message_id=message_id_of(header if isinstance(header, bytes) else None),
+        flags=items.flags or (),
+        message_id=message_id_of(items.section),
     )
 
 
@@ -69,34 +68,83 @@ def archived_only(labels: tuple[bytes | str, ...]) -> bool:
     return all(text_of(label).lower() in GMAIL_VIEW_LABELS for label in labels)
 
 
-def fetch_meta_range(client: IMAPClient, uid_range: str) -> list[MessageMeta]:
-    """Metadata of every message in a UID range such as ``1:*`` (IMAPClient.fetch only takes UID lists)."""
+def uid_fetch(client: IMAPClient, uids: str, items: Sequence[bytes]) -> list[FetchItems]:
+    """One ``UID FETCH`` of ``uids`` (a UID set such as ``1:*`` or ``4,7,9``): each message's items.
+
+    The response is read by fetch_parse, or by IMAPClient's general parser when it holds
+    anything fetch_parse does not read.
+    """
     imap = client._imap
-    tag = imap._command("UID", "FETCH", uid_range, "(" + " ".join(i.decode() for i in _META_ITEMS) + ")")
+    tag = imap._command("UID", "FETCH", uids, "(" + " ".join(i.decode() for i in items) + ")")
     typ, data = imap._command_complete("FETCH", tag)
     if text_of(typ).upper() != "OK":
         raise imapconn.ImapError("protocol", f"FETCH refused: {' '.join(text_of(x) for x in data if x)}")
     _typ, data = imap._untagged_response(typ, data, "FETCH")
-    response = parse_fetch_response(data, client.normalise_times, True)
-    metas = (meta_of(uid, item) for uid, item in sorted(response.items()))
-    return [m for m in metas if m is not None]
+    data = [x for x in data if x is not None]
+    parsed = fetch_parse.parse(data)
+    if parsed is None:
+        parsed = [_items_of(values) for values in parse_fetch_response(data, False, False).values()]
+    by_uid: dict[int, FetchItems] = {}
+    for entry in parsed:  # a flag change seen meanwhile may come as a second response for a message
+        if entry.uid is None:
+            continue
+        if entry.uid in by_uid:
+            by_uid[entry.uid].update(entry)
+        else:
+            by_uid[entry.uid] = entry
+    return list(by_uid.values())
+
+
+def _items_of(values: dict[bytes, object]) -> FetchItems:
+    """FetchItems from IMAPClient's reading of one message (keyed by sequence number, UID inside)."""
+    uid, size, when = values.get(b"UID"), values.get(b"RFC822.SIZE"), values.get(b"INTERNALDATE")
+    flags = values.get(b"FLAGS")
+    section = next((v for k, v in values.items() if k.upper().startswith(b"BODY[")), None)
+    return FetchItems(
+        uid=uid if isinstance(uid, int) else None,
+        size=size if isinstance(size, int) else None,
+        internaldate=when if isinstance(when, dt.datetime) else None,
+        flags=tuple(text_of(f) for f in flags) if isinstance(flags, tuple | list) else None,
+        section=section if isinstance(section, bytes) else None,
+    )
+
+
+def fetch_meta_range(client: IMAPClient, status: FolderStatus) -> list[MessageMeta]:
+    """Metadata of every message of the selected folder, by UID ranges of about ``RANGE_CHUNK``
+    messages each (so a huge folder's response is never held whole), in UID order."""
+    last = max(status.uidnext - 1, 0)
+    # a range wide enough for RANGE_CHUNK messages at the folder's density of UIDs
+    step = max(RANGE_CHUNK, RANGE_CHUNK * last // max(status.messages, 1))
+    out: list[MessageMeta] = []
+    low = 1
+    while True:
+        final = status.uidnext <= 0 or low + step > last
+        items = uid_fetch(client, f"{low}:*" if final else f"{low}:{low + step - 1}", _META_ITEMS)
+        # "n:*" also answers with the highest UID when it is below n: a range is checked, not trusted
+        metas = (meta_of(i) for i in items if i.uid is not None and i.uid >= low)
+        out.extend(m for m in metas if m is not None)
+        if final:
+            break
+        low += step
+    out.sort(key=lambda m: int(m.id))
+    return out
 
 
 def _status_of(values: dict) -> FolderStatus:
     get = {text_of(k).upper(): v for k, v in values.items()}.get
     uidnext, messages = get("UIDNEXT", 0), get("MESSAGES", 0)
-    return FolderStatus(str(get("UIDVALIDITY", 0)), f"{uidnext}/{messages}", int(messages))
+    return FolderStatus(str(get("UIDVALIDITY", 0)), f"{uidnext}/{messages}", int(messages), int(uidnext))
 
 
 def fetch_meta(client: IMAPClient, uids: list[int]) -> list[MessageMeta]:
-    """Metadata of many messages in few round trips (chunks of ``META_CHUNK`` UIDs)."""
+    """Metadata of many messages in few round trips (chunks of ``META_CHUNK`` UIDs), in ``uids`` order."""
     out: list[MessageMeta] = []
     for start in range(0, len(uids), META_CHUNK):
         chunk = uids[start : start + META_CHUNK]
-        response = client.fetch(chunk, _META_ITEMS)
+        got = {i.uid: i for i in uid_fetch(client, ",".join(map(str, chunk)), _META_ITEMS)}
         for uid in chunk:
-            data = response.get(uid)
-            meta = meta_of(uid, data) if data else None
+            items = got.get(uid)
+            meta = meta_of(items) if items is not None else None
             if meta is not None:
                 out.append(meta)
     return out
@@ -179,7 +227,7 @@ class ImapSource:
         prefetched: list[MessageMeta] | None = None
         if not known and not (self._gmail and folder.imap_name == self._all_mail):
             # Nothing known yet: the metadata of every message, in one command, without a SEARCH first.
-            prefetched = fetch_meta_range(self._client, "1:*")
+            prefetched = fetch_meta_range(self._client, status)
             unknown = {int(m.id) for m in prefetched}
         else:
             unknown = {uid for uid in self._client.search("ALL") if str(uid) not in known}
@@ -202,13 +250,8 @@ class ImapSource:
 
     def fetch(self, folder: RemoteFolder, ids: list[str]) -> list[Fetched]:
         self._examine(folder)
-        uids = [int(i) for i in ids]
-        response = self._client.fetch(uids, [b"BODY.PEEK[]"])
-        out = []
-        for uid in uids:
-            raw = response.get(uid, {}).get(b"BODY[]")
-            out.append(Fetched(str(uid), raw if isinstance(raw, bytes) else None))
-        return out
+        got = {i.uid: i.section for i in uid_fetch(self._client, ",".join(ids), [b"BODY.PEEK[]"])}
+        return [Fetched(i, got.get(int(i))) for i in ids]
 
     def close(self) -> None:
         imapconn.close_quietly(self._client)

@@ -1,0 +1,135 @@
+"""How the IMAP source reads a folder: by UID ranges, through the fast FETCH reader.
+
+Against real servers (Dovecot, and pymap as a second implementation): a folder with holes in
+its UIDs listed in ranges smaller than the folder gives every message exactly once, with the
+metadata IMAPClient itself reads; and both servers' FETCH responses are read by fetch_parse
+(IMAPClient's parser, the fallback, is made to fail here).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from mailmig_tui.engine import model
+from mailmig_tui.engine.sources import imap
+from mailmig_tui.engine.sources.imap import ImapSource, message_id_of
+from tests.integration.conftest import message
+from tests.servers import mailbox as mb
+
+ZONES = (dt.UTC, dt.timezone(dt.timedelta(hours=5, minutes=30)), dt.timezone(-dt.timedelta(hours=3)))
+
+
+def _seed(server: Any, n: int) -> list[int]:
+    msgs = [
+        mb.Msg(
+            message(i, message_id=i % 4 != 0),
+            flags=(("\\Seen",) if i % 2 else ()) + (("$Forwarded", "Todo") if i % 3 == 0 else ()),
+            internaldate=dt.datetime(2020, 1 + i % 12, 1 + i % 27, 8, i % 60, 5, tzinfo=ZONES[i % 3]),
+        )
+        for i in range(1, n + 1)
+    ]
+    return mb.seed(server, "alice", {"INBOX": msgs})["INBOX"]
+
+
+def _expected(server: Any) -> dict[int, tuple]:
+    """What IMAPClient reads of every message, for comparison."""
+    client = mb.connect(server, "alice")
+    try:
+        client.select_folder("INBOX", readonly=True)
+        got = client.fetch(
+            client.search("ALL"), ["RFC822.SIZE", "INTERNALDATE", "FLAGS", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
+        )
+    finally:
+        client.logout()
+    return {
+        uid: (
+            v[b"RFC822.SIZE"],
+            v[b"INTERNALDATE"].astimezone(dt.UTC),
+            tuple(f.decode() for f in v[b"FLAGS"] if f != b"\\Recent"),
+            message_id_of(v[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]),
+        )
+        for uid, v in got.items()
+    }
+
+
+def _seen(m: Any) -> tuple:
+    """A listed message as _expected shows it (\\Recent is the session's, never copied)."""
+    return m.size, m.internaldate.astimezone(dt.UTC), tuple(f for f in m.flags if f != "\\Recent"), m.message_id
+
+
+def _open(server: Any) -> ImapSource:
+    source = model.Source(type="imap", host="127.0.0.1", port=server.port, security="none")
+    return ImapSource(source, model.User("alice", "alice", password=server.users["alice"]))
+
+
+def _inbox(src: ImapSource) -> Any:
+    return next(f for f in src.list_folders() if f.name.upper() == "INBOX")
+
+
+def test_a_folder_with_holes_is_listed_by_ranges_each_message_once(
+    dovecot_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = dovecot_factory(name="src")
+    uids = _seed(server, 40)
+    # holes, and the highest ten expunged: the last range then starts above every UID left, where
+    # "n:*" answers with the highest UID below n (already listed)
+    gone = set(uids[3:11]) | {uids[20]} | set(uids[30:])
+    client = mb.connect(server, "alice")
+    client.select_folder("INBOX")
+    client.delete_messages(sorted(gone))
+    client.expunge()
+    client.logout()
+    expected = _expected(server)
+    assert len(expected) == 21
+    commands: list[str] = []
+    real = imap.uid_fetch
+
+    def counting(client: Any, uid_set: str, items: Any) -> Any:
+        commands.append(uid_set)
+        return real(client, uid_set, items)
+
+    monkeypatch.setattr(imap, "RANGE_CHUNK", 7)
+    monkeypatch.setattr(imap, "uid_fetch", counting)
+    src = _open(server)
+    try:
+        folder = _inbox(src)
+        status = src.status(folder)
+        assert status.uidnext == max(uids) + 1
+        listing = src.list_messages(folder, status, set(), model.Filters())
+    finally:
+        src.close()
+    got = {int(m.id): _seen(m) for m in listing.messages}
+    assert [int(m.id) for m in listing.messages] == sorted(expected)  # once each, in UID order
+    assert got == expected
+    assert len(commands) > 3 and commands[-1].endswith(":*")
+
+
+@pytest.mark.parametrize("kind", ["dovecot", "pymap"])
+def test_both_servers_responses_are_read_by_the_fast_reader(
+    kind: str, dovecot_factory: Callable[..., Any], pymap_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = dovecot_factory(name="src") if kind == "dovecot" else pymap_factory(name="src")
+    _seed(server, 12)
+    expected = _expected(server)
+
+    def general_parser(*args: Any) -> Any:
+        raise AssertionError(f"fetch_parse stepped aside for {kind}: {args[0][:3]!r}")
+
+    monkeypatch.setattr(imap, "parse_fetch_response", general_parser)
+    src = _open(server)
+    try:
+        folder = _inbox(src)
+        listing = src.list_messages(folder, src.status(folder), set(), model.Filters())
+        fetched = src.fetch(folder, [m.id for m in listing.messages] + ["999999"])
+    finally:
+        src.close()
+    got = {int(m.id): _seen(m) for m in listing.messages}
+    assert got == expected
+    assert [f.id for f in fetched] == [m.id for m in listing.messages] + ["999999"]
+    assert fetched[-1].raw is None  # not in the folder
+    assert all(f.raw is not None and len(f.raw) == expected[int(f.id)][0] for f in fetched[:-1])
+    assert fetched[0].raw is not None and fetched[0].raw.startswith(b"From: Sender 1 ")
