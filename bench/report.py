@@ -66,10 +66,11 @@ def summary_rows(b: Bench) -> list[dict]:
         )
     by_key = {(s["scenario"], s["tool"]): s for s in out}
     for s in out:
-        other = by_key.get((s["scenario"], "mbsync"))
-        s["vs_mbsync"] = (
-            round(s["wall_s"] / other["wall_s"], 2) if other and s["tool"] != "mbsync" and other["wall_s"] else None
-        )
+        for peer in ("mbsync", "dsync"):
+            other = by_key.get((s["scenario"], peer))
+            s[f"vs_{peer}"] = (
+                round(s["wall_s"] / other["wall_s"], 2) if other and s["tool"] != peer and other["wall_s"] else None
+            )
     return out
 
 
@@ -90,6 +91,13 @@ def targets(b: Bench, rows: list[dict]) -> list[dict]:
             "first copy ≤ mbsync (loopback)",
             first["wall_s"] <= first_mb["wall_s"],
             f"{first['wall_s']:.2f} s vs {first_mb['wall_s']:.2f} s ({first['vs_mbsync']}×)",
+        )
+    first_ds = get.get(("first copy", "dsync"))
+    if first and first_ds:
+        check(
+            "goal: first copy within 1.3× of dsync (which writes the destination's storage itself)",
+            first["wall_s"] <= 1.3 * first_ds["wall_s"],
+            f"{first['wall_s']:.2f} s vs {first_ds['wall_s']:.2f} s ({first['vs_dsync']}×)",
         )
     if first:
         check("first copy complete (octets, flags+keywords, dates)", first["complete"], _kinds(first))
@@ -166,6 +174,7 @@ def render_table(rows: list[dict]) -> str:
         "cores busy",
         "complete",
         "vs mbsync",
+        "vs dsync",
         "load1",
         "fsync ms",
     )
@@ -192,6 +201,7 @@ def render_table(rows: list[dict]) -> str:
                 f"{r['machine_busy']:.0%}",
                 complete,
                 "-" if r["vs_mbsync"] is None else f"{r['vs_mbsync']:.2f}×",
+                "-" if r.get("vs_dsync") is None else f"{r['vs_dsync']:.2f}×",
                 "/".join(f"{x:.1f}" for x in r["load1"]),
                 "/".join(f"{x:.1f}" for x in r["fsync_ms"]),
             )  # fmt: skip

@@ -43,6 +43,7 @@ from bench.scenarios import (
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SEED = 20240601
 SCENARIOS = ("first", "rerun", "multi", "streams")
+OPT_IN = ("many",)  # run only when named in --only
 WRAPPED = 4_000_000_000  # a date read back past this is a wrapped pre-1970 one
 
 
@@ -61,6 +62,7 @@ def corpus_specs(quick: bool, seed: int, accounts: int) -> dict[str, list[Corpus
                 )
                 for i in range(accounts)
             ],
+            "many": [CorpusSpec("many-quick", 3000, 9 * MB, seed + 2, folders="small", big_messages=0, odd_dates=0)],
         }
     return {
         # like the issue's reference mailbox: 5,058 messages, ~467 MB, 22 folders, 0.1% of 10-25 MB
@@ -74,6 +76,8 @@ def corpus_specs(quick: bool, seed: int, accounts: int) -> dict[str, list[Corpus
             )
             for i in range(accounts)
         ],
+        # one account of 100,000 messages (~1.5 GB, 9 folders): what grows with the message count
+        "many": [CorpusSpec("many", 100_000, 1500 * MB, seed + 2, folders="small", big_messages=0, odd_dates=0)],
     }
 
 
@@ -233,7 +237,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the mailbox of the latency rows: small (1,058 messages, as the issue) or main (the full one)",
     )
     p.add_argument(
-        "--only", default="", help="comma-separated subset of first,rerun,multi,streams,mbsync (default: all)"
+        "--only",
+        default="",
+        help="comma-separated subset of first,rerun,multi,streams,mbsync,dsync (default: all), "
+        "or many (only when named)",
     )
     p.add_argument("--accounts", type=int, default=10, help="accounts in the multi-account scenario (default 10)")
     p.add_argument(
@@ -272,9 +279,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds after which one tool run is killed")
     args = p.parse_args(argv)
     only = {x.strip() for x in args.only.split(",") if x.strip()}
-    unknown = only - {*SCENARIOS, "mbsync"}
+    unknown = only - {*SCENARIOS, *OPT_IN, "mbsync", "dsync"}
     if unknown:
-        p.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from first,rerun,multi,streams,mbsync")
+        p.error(
+            f"--only: unknown {', '.join(sorted(unknown))}; choose from first,rerun,multi,streams,many,mbsync,dsync"
+        )
     variants = {}
     for item in args.variant:
         name, sep, cmd = item.partition("=")
@@ -284,8 +293,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.variants = variants
     if args.profile_variant and args.profile_variant not in variants:
         p.error(f"--profile-variant {args.profile_variant}: no such --variant")
-    args.scenarios = sorted((only & set(SCENARIOS)) or set(SCENARIOS))
+    args.scenarios = sorted((only & {*SCENARIOS, *OPT_IN}) or set(SCENARIOS))
     args.with_mbsync = not only or "mbsync" in only
+    args.with_dsync = not only or "dsync" in only
     if args.reps < 1 or args.accounts < 1 or not 1 <= args.concurrency <= 64:
         p.error("--reps and --accounts must be at least 1, --concurrency 1..64")
     return args
@@ -302,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     with_mbsync = args.with_mbsync and tools.mbsync_available() is not None
     if args.with_mbsync and not with_mbsync:
         b.notes.append("mbsync is not installed (Debian: isync): no comparison")
+    with_dsync = args.with_dsync and tools.doveadm_available() is not None
+    if args.with_dsync and not with_dsync:
+        b.notes.append("doveadm is not installed (Debian: dovecot-core): no dsync rows")
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     say(f"bench work dir {workdir}; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.2f}")
     try:
@@ -312,15 +325,14 @@ def main(argv: list[str] | None = None) -> int:
                 needed.add("main")
                 if args.latency_ms and args.latency_corpus == "small":
                     needed.add("small")
-            if "multi" in scenarios:
-                needed.add("multi")
+            needed |= scenarios & {"multi", "many"}
             prepared = prepare_corpora(b, needed)
             start_servers(b, stack, prepared)
             if args.latency_ms and args.latency_corpus in b.corpora:
                 start_proxy(b, stack, args.latency_ms)
             measure_startup(b)
             measure_fsync(b)
-            run_reps(b, scenarios, with_mbsync)
+            run_reps(b, scenarios, with_mbsync, with_dsync)
             if args.profile == "py-spy":
                 run_profile(b)
             write_json(b, final=True)

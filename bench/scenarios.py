@@ -71,7 +71,7 @@ def source_password(user: str) -> str:
 
 
 def tool_names(b: Bench) -> list[str]:
-    return ["mailmig", *(f"mailmig[{name}]" for name in b.args.variants), "mbsync", "profile"]
+    return ["mailmig", *(f"mailmig[{name}]" for name in b.args.variants), "mbsync", "dsync", "profile"]
 
 
 def dest_user(b: Bench, tool: str, scenario: str, rep: int, i: int) -> str:
@@ -81,7 +81,7 @@ def dest_user(b: Bench, tool: str, scenario: str, rep: int, i: int) -> str:
 def all_dest_users(b: Bench) -> list[str]:
     users = []
     for tool in tool_names(b):
-        for scenario in ("first", "lat", "small", "one", "c4", "c1"):
+        for scenario in ("first", "lat", "small", "one", "c4", "c1", "many"):
             n = len(b.corpora["multi"].users) if scenario in ("c4", "c1") and "multi" in b.corpora else 1
             for rep in range(b.args.reps + 1):
                 users += [dest_user(b, tool, scenario, rep, i) for i in range(n)]
@@ -213,7 +213,31 @@ def mbsync_runs(
         servers.drop_mailbox(b.dst, d)
 
 
-def run_reps(b: Bench, scenarios: set[str], with_mbsync: bool) -> None:
+def dsync_runs(
+    b: Bench, key: str, rep: int, c: Corpus, labels: tuple[str, str | None], *, port: int, report_first: bool
+) -> None:
+    assert b.dst is not None
+    dests = [dest_user(b, "dsync", key, rep, 0)]
+    account = tools.Account(c.users[0], source_password(c.users[0]), dests[0])
+    first, again = labels
+
+    def run(label: str) -> Callable[[], tools.Measured]:
+        assert b.dst is not None
+        config = b.dst.config_path
+        return lambda: tools.run_dsync(config, port, account, timeout=b.args.timeout, log_dir=b.logs, label=label)
+
+    measure(b, first, "dsync", rep, c, dests, run(f"dsync-{key}-r{rep}-first"), report=report_first)
+    if again:
+        measure(b, again, "dsync", rep, c, dests, run(f"dsync-{key}-r{rep}-rerun"), rerun=True)
+    for d in dests:
+        servers.drop_mailbox(b.dst, d)
+
+
+# dsync runs per account; the scenarios of one account (not "one": its point is several streams)
+DSYNC_KEYS = ("first", "small", "lat", "many")
+
+
+def run_reps(b: Bench, scenarios: set[str], with_mbsync: bool, with_dsync: bool = False) -> None:
     assert b.src is not None
     rtt = b.args.latency_ms
     n = len(b.corpora["multi"].users) if "multi" in b.corpora else 0
@@ -242,6 +266,9 @@ def run_reps(b: Bench, scenarios: set[str], with_mbsync: bool) -> None:
     if "streams" in scenarios:  # one account, its folders copied over up to `concurrency` streams
         label = f"first copy, one account, concurrency {b.args.concurrency}"
         plan.append(("one", "main", (label, None), b.src.port, b.args.concurrency, True))
+    if "many" in scenarios:
+        m = b.corpora["many"].messages
+        plan.append(("many", "many", (f"first copy, {m:,} messages", f"re-run, {m:,} messages"), b.src.port, 1, True))  # fmt: skip
     if "multi" in scenarios:
         c = b.args.concurrency
         plan.append(("c4", "multi", (f"{n} accounts, concurrency {c}", None), b.src.port, c, True))
@@ -257,8 +284,11 @@ def run_reps(b: Bench, scenarios: set[str], with_mbsync: bool) -> None:
                     mailmig_runs(
                         b, key, rep, c, labels, port=port, concurrency=concurrency, report_first=report, tool=tool
                     )
-                elif with_mbsync and key != "one":  # mbsync copies one account over one connection pair
-                    mbsync_runs(b, key, rep, c, labels, port=port, parallel=concurrency, report_first=report)
+                elif tool == "mbsync":
+                    if with_mbsync and key != "one":  # mbsync copies one account over one connection pair
+                        mbsync_runs(b, key, rep, c, labels, port=port, parallel=concurrency, report_first=report)
+                elif tool == "dsync" and with_dsync and key in DSYNC_KEYS:
+                    dsync_runs(b, key, rep, c, labels, port=port, report_first=report)
 
 
 # --------------------------------------------------------------------------------------------

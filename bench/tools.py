@@ -269,6 +269,32 @@ def _json_tail(stdout: str) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------------
+# dsync (Dovecot's own migration, when the destination is Dovecot and you run on it)
+
+
+def doveadm_available() -> str | None:
+    return shutil.which("doveadm")
+
+
+def run_dsync(
+    dest_config: Path, source_port: int, account: Account, *, timeout: float, log_dir: Path, label: str
+) -> Measured:
+    """``doveadm backup -R … imapc:`` on the destination's configuration: dsync reads the source
+    over IMAP (imapc, 20 messages prefetched) and writes straight into the destination's storage,
+    as Dovecot's migration guide does it. The destination server itself only looks the user up;
+    the writing is doveadm's own CPU (the tool's column)."""
+    exe = doveadm_available() or "doveadm"
+    argv = [
+        exe, "-c", str(dest_config),
+        "-o", "imapc_host=127.0.0.1", "-o", f"imapc_port={source_port}",
+        "-o", f"imapc_user={account.source_user}", "-o", f"imapc_password={account.source_password}",
+        "-o", "imapc_features=rfc822.size fetch-headers", "-o", "mail_prefetch_count=20",
+        "backup", "-R", "-u", account.dest_user, "imapc:",
+    ]  # fmt: skip
+    return run_measured(argv, timeout=timeout, log_dir=log_dir, label=label)
+
+
+# --------------------------------------------------------------------------------------------
 # mbsync
 
 
