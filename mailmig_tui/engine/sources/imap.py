@@ -119,9 +119,10 @@ def fetch_meta_range(client: IMAPClient, status: FolderStatus) -> list[MessageMe
     low = 1
     while True:
         final = status.uidnext <= 0 or low + step > last
-        items = uid_fetch(client, f"{low}:*" if final else f"{low}:{low + step - 1}", _META_ITEMS)
+        high = None if final else low + step - 1
+        items = uid_fetch(client, f"{low}:{high or '*'}", _META_ITEMS)
         # "n:*" also answers with the highest UID when it is below n: a range is checked, not trusted
-        metas = (meta_of(i) for i in items if i.uid is not None and i.uid >= low)
+        metas = (meta_of(i) for i in items if i.uid is not None and low <= i.uid <= (high or i.uid))
         out.extend(m for m in metas if m is not None)
         if final:
             break
