@@ -251,6 +251,8 @@ class ImapSource:
 
     def fetch(self, folder: RemoteFolder, ids: list[str]) -> list[Fetched]:
         self._examine(folder)
+        if not ids:
+            return []
         got = {i.uid: i.section for i in uid_fetch(self._client, ",".join(ids), [b"BODY.PEEK[]"])}
         return [Fetched(i, got.get(int(i))) for i in ids]
 
