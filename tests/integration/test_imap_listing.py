@@ -1,9 +1,12 @@
-"""How the IMAP source reads a folder: by UID ranges, through the fast FETCH reader.
+"""How the IMAP source reads a folder: by UID ranges, through the fast FETCH reader, each folder
+opened in the same round trip as its first FETCH.
 
 Against real servers (Dovecot, and pymap as a second implementation): a folder with holes in
 its UIDs listed in ranges smaller than the folder gives every message exactly once, with the
-metadata IMAPClient itself reads; and both servers' FETCH responses are read by fetch_parse
-(IMAPClient's parser, the fallback, is made to fail here).
+metadata IMAPClient itself reads; both servers' FETCH responses are read by fetch_parse
+(IMAPClient's parser, the fallback, is made to fail here); going from folder to folder never
+waits for a separate EXAMINE and never mixes folders up; a folder that cannot be opened fails
+alone and leaves the connection usable.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from imapclient.exceptions import IMAPClientError
 
 from mailmig_tui.engine import model
 from mailmig_tui.engine.sources import imap
+from mailmig_tui.engine.sources.base import FolderStatus
 from mailmig_tui.engine.sources.imap import ImapSource, message_id_of
 from tests.integration.conftest import message
 from tests.servers import mailbox as mb
@@ -88,9 +93,9 @@ def test_a_folder_with_holes_is_listed_by_ranges_each_message_once(
     commands: list[str] = []
     real = imap.uid_fetch
 
-    def counting(client: Any, uid_set: str, items: Any) -> Any:
+    def counting(client: Any, uid_set: str, items: Any, **kw: Any) -> Any:
         commands.append(uid_set)
-        return real(client, uid_set, items)
+        return real(client, uid_set, items, **kw)
 
     monkeypatch.setattr(imap, "RANGE_CHUNK", 7)
     monkeypatch.setattr(imap, "uid_fetch", counting)
@@ -133,3 +138,57 @@ def test_both_servers_responses_are_read_by_the_fast_reader(
     assert fetched[-1].raw is None  # not in the folder
     assert all(f.raw is not None and len(f.raw) == expected[int(f.id)][0] for f in fetched[:-1])
     assert fetched[0].raw is not None and fetched[0].raw.startswith(b"From: Sender 1 ")
+
+
+@pytest.mark.parametrize("kind", ["dovecot", "pymap"])
+def test_folders_are_opened_with_their_first_fetch_and_never_mixed_up(
+    kind: str, dovecot_factory: Callable[..., Any], pymap_factory: Callable[..., Any]
+) -> None:
+    server = dovecot_factory(name="src") if kind == "dovecot" else pymap_factory(name="src")
+    sizes = {"INBOX": 3, "Sent": 2, "Archive": 4}
+    mb.seed(
+        server,
+        "alice",
+        {
+            name: [mb.Msg(message(100 * k + i, subject=name)) for i in range(n)]
+            for k, (name, n) in enumerate(sizes.items())
+        },
+    )
+    src = _open(server)
+
+    def no_separate_examine(*args: Any, **kw: Any) -> Any:
+        raise AssertionError("a folder was opened in a round trip of its own")
+
+    src._client.select_folder = no_separate_examine  # type: ignore[method-assign]
+    try:
+        folders = {f.name: f for f in src.list_folders() if f.name in sizes}
+        listed = {
+            name: src.list_messages(f, src.status(f), set(), model.Filters()).messages for name, f in folders.items()
+        }
+        assert {name: len(metas) for name, metas in listed.items()} == sizes
+        for _round in range(2):  # back and forth between the folders, as copy streams do
+            for name, f in folders.items():
+                fetched = src.fetch(f, [m.id for m in listed[name]])
+                assert [x.raw is not None and b"Subject: " + name.encode() in x.raw for x in fetched] == [True] * sizes[
+                    name
+                ]
+    finally:
+        src.close()
+
+
+def test_a_folder_that_cannot_be_opened_fails_alone(dovecot_factory: Callable[..., Any]) -> None:
+    server = dovecot_factory(name="src")
+    _seed(server, 3)
+    src = _open(server)
+    try:
+        inbox = _inbox(src)
+        listing = src.list_messages(inbox, src.status(inbox), set(), model.Filters())
+        gone = type(inbox)("Vanished", inbox.delimiter)
+        with pytest.raises(IMAPClientError, match="examine failed"):
+            src.fetch(gone, ["1"])
+        with pytest.raises(IMAPClientError, match="examine failed"):
+            src.list_messages(gone, FolderStatus("1", "9/3", 3, 9), set(), model.Filters())
+        fetched = src.fetch(inbox, [m.id for m in listing.messages])  # the connection is still in step
+        assert all(f.raw for f in fetched) and len(fetched) == 3
+    finally:
+        src.close()

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
 from imapclient.response_parser import parse_fetch_response, parse_response
 
 from mailmig_tui.engine import fetch_parse, imapconn
@@ -68,14 +69,39 @@ def archived_only(labels: tuple[bytes | str, ...]) -> bool:
     return all(text_of(label).lower() in GMAIL_VIEW_LABELS for label in labels)
 
 
-def uid_fetch(client: IMAPClient, uids: str, items: Sequence[bytes]) -> list[FetchItems]:
+def uid_fetch(client: IMAPClient, uids: str, items: Sequence[bytes], *, examine: str | None = None) -> list[FetchItems]:
     """One ``UID FETCH`` of ``uids`` (a UID set such as ``1:*`` or ``4,7,9``): each message's items.
+
+    With ``examine`` (a folder's name as the server spells it) the folder is opened read-only in
+    the same round trip: EXAMINE and the FETCH go out together and the server runs them in order
+    (RFC 3501 5.5). Over a 25 ms link that is one round trip less per folder, in the plan and again
+    in the copy. If the folder cannot be opened, the FETCH is refused too and the EXAMINE's error
+    is raised (no folder is then open).
 
     The response is read by fetch_parse, or by IMAPClient's general parser when it holds
     anything fetch_parse does not read.
     """
     imap = client._imap
-    tag = imap._command("UID", "FETCH", uids, "(" + " ".join(i.decode() for i in items) + ")")
+    spec = "(" + " ".join(i.decode() for i in items) + ")"
+    if examine is None:
+        tag = imap._command("UID", "FETCH", uids, spec)
+    else:
+        imap.untagged_responses = {}  # as imaplib's own select() does
+        imap.is_readonly = True
+        opened = imap._command("EXAMINE", client._normalise_folder(examine))
+        imap.state = "SELECTED"  # imaplib sends UID commands in this state only; the server decides
+        tag = imap._command("UID", "FETCH", uids, spec)
+        try:
+            typ, data = imap._command_complete("EXAMINE", opened)
+        except imap.error as exc:  # BAD: the FETCH's answer is still to be read
+            typ, data = "BAD", [str(exc).encode()]
+        if text_of(typ).upper() != "OK":
+            imap.state = "AUTH"
+            try:
+                imap._command_complete("FETCH", tag)
+            except imap.error:
+                pass  # refused as well: no folder is open
+            raise IMAPClientError(f"examine failed: {' '.join(text_of(x) for x in data if x)}")
     typ, data = imap._command_complete("FETCH", tag)
     if text_of(typ).upper() != "OK":
         raise imapconn.ImapError("protocol", f"FETCH refused: {' '.join(text_of(x) for x in data if x)}")
@@ -109,9 +135,10 @@ def _items_of(values: dict[bytes, object]) -> FetchItems:
     )
 
 
-def fetch_meta_range(client: IMAPClient, status: FolderStatus) -> list[MessageMeta]:
-    """Metadata of every message of the selected folder, by UID ranges of about ``RANGE_CHUNK``
-    messages each (so a huge folder's response is never held whole), in UID order."""
+def fetch_meta_range(client: IMAPClient, status: FolderStatus, *, examine: str | None = None) -> list[MessageMeta]:
+    """Metadata of every message of the selected folder (or of ``examine``, opened with the first
+    range: see uid_fetch), by UID ranges of about ``RANGE_CHUNK`` messages each (so a huge folder's
+    response is never held whole), in UID order."""
     last = max(status.uidnext - 1, 0)
     # a range wide enough for RANGE_CHUNK messages at the folder's density of UIDs
     step = max(RANGE_CHUNK, RANGE_CHUNK * last // max(status.messages, 1))
@@ -120,7 +147,8 @@ def fetch_meta_range(client: IMAPClient, status: FolderStatus) -> list[MessageMe
     while True:
         final = status.uidnext <= 0 or low + step > last
         high = None if final else low + step - 1
-        items = uid_fetch(client, f"{low}:{high or '*'}", _META_ITEMS)
+        items = uid_fetch(client, f"{low}:{high or '*'}", _META_ITEMS, examine=examine)
+        examine = None
         # "n:*" also answers with the highest UID when it is below n: a range is checked, not trusted
         metas = (meta_of(i) for i in items if i.uid is not None and low <= i.uid <= (high or i.uid))
         out.extend(m for m in metas if m is not None)
@@ -218,19 +246,28 @@ class ImapSource:
 
     def _examine(self, folder: RemoteFolder) -> None:
         if self._selected != folder.imap_name:
+            self._selected = None
             self._client.select_folder(folder.imap_name, readonly=True)
             self._selected = folder.imap_name
+
+    def _to_open(self, folder: RemoteFolder) -> str | None:
+        """The folder to EXAMINE along with the next FETCH (None: it is the open one)."""
+        if self._selected == folder.imap_name:
+            return None
+        self._selected = None  # until the EXAMINE has succeeded
+        return folder.imap_name
 
     def list_messages(self, folder: RemoteFolder, status: FolderStatus, known: set[str], filters: Filters) -> Listing:
         if status.messages == 0:
             return Listing()  # nothing to look at (and some servers refuse "UID FETCH 1:*" on an empty folder)
-        self._examine(folder)
         prefetched: list[MessageMeta] | None = None
         if not known and not (self._gmail and folder.imap_name == self._all_mail):
-            # Nothing known yet: the metadata of every message, in one command, without a SEARCH first.
-            prefetched = fetch_meta_range(self._client, status)
+            # Nothing known yet: the metadata of every message, without a SEARCH first.
+            prefetched = fetch_meta_range(self._client, status, examine=self._to_open(folder))
+            self._selected = folder.imap_name
             unknown = {int(m.id) for m in prefetched}
         else:
+            self._examine(folder)
             unknown = {uid for uid in self._client.search("ALL") if str(uid) not in known}
         skipped: Counter[str] = Counter()
         since, until = date_window(filters)
@@ -250,10 +287,11 @@ class ImapSource:
         return Listing(fetch_meta(self._client, sorted(unknown)), +skipped)
 
     def fetch(self, folder: RemoteFolder, ids: list[str]) -> list[Fetched]:
-        self._examine(folder)
         if not ids:
             return []
-        got = {i.uid: i.section for i in uid_fetch(self._client, ",".join(ids), [b"BODY.PEEK[]"])}
+        fetched = uid_fetch(self._client, ",".join(ids), [b"BODY.PEEK[]"], examine=self._to_open(folder))
+        self._selected = folder.imap_name
+        got = {i.uid: i.section for i in fetched}
         return [Fetched(i, got.get(int(i))) for i in ids]
 
     def close(self) -> None:
