@@ -75,6 +75,16 @@ def _plan(
         mailbox_filter=MailboxFilter(mb.policy, mb.keywords, mb.exceptions) if mb.enabled else None,
     )
     fkey = filters_key(ctx.task)
+    statuses = {p.source.name: source.status(p.source) for p in plans if not p.skip_reason}
+    ahead = getattr(source, "prefetch_listings", None)
+    if ahead is not None:  # folders never listed before: their listings asked for together
+        ahead(
+            [
+                (p.source, statuses[p.source.name])
+                for p in plans
+                if p.source.name in statuses and ctx.state.folder(ctx.key, p.source.name) is None
+            ]
+        )
     work: list[Work] = []
     for plan in plans:
         if ctx.cancel.is_set():
@@ -91,7 +101,7 @@ def _plan(
         result.folders += 1
         if not ctx.dry_run:
             dest.ensure_folder(plan.dest_name)
-        status = source.status(plan.source)
+        status = statuses[name]
         row = ctx.state.folder(ctx.key, name)
         if (
             row is not None

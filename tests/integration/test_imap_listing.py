@@ -192,3 +192,46 @@ def test_a_folder_that_cannot_be_opened_fails_alone(dovecot_factory: Callable[..
         assert all(f.raw for f in fetched) and len(fetched) == 3
     finally:
         src.close()
+
+
+@pytest.mark.parametrize("kind", ["dovecot", "pymap"])
+def test_first_listings_are_taken_ahead_together_and_date_filters_search_the_right_folder(
+    kind: str, dovecot_factory: Callable[..., Any], pymap_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = dovecot_factory(name="src") if kind == "dovecot" else pymap_factory(name="src")
+    old, new = dt.datetime(2019, 5, 1, 12, tzinfo=dt.UTC), dt.datetime(2021, 5, 1, 12, tzinfo=dt.UTC)
+    layout = {"Mixed": [old, new, new], "Recent": [new, new], "Ancient": [old], "Gone": [new]}
+    mb.seed(
+        server,
+        "alice",
+        {
+            name: [mb.Msg(message(10 * k + i, subject=name), internaldate=d) for i, d in enumerate(dates)]
+            for k, (name, dates) in enumerate(layout.items())
+        },
+    )
+    src = _open(server)
+    try:
+        folders = {f.name: f for f in src.list_folders() if f.name in layout}
+        statuses = {name: src.status(f) for name, f in folders.items()}
+        client = mb.connect(server, "alice")
+        client.delete_folder("Gone")  # between the LIST and the listing: it cannot be opened any more
+        client.logout()
+        src.prefetch_listings([(f, statuses[name]) for name, f in folders.items()])
+
+        def asked_again(*args: Any, **kw: Any) -> Any:
+            raise AssertionError("a listing taken ahead was asked for again")
+
+        monkeypatch.setattr(imap, "fetch_meta_range", asked_again)
+        filters = model.Filters(skip_before=dt.date(2020, 1, 1))
+        kept = {}
+        for name in ("Mixed", "Recent", "Ancient"):
+            listing = src.list_messages(folders[name], statuses[name], set(), filters)
+            kept[name] = (len(listing.messages), sum(listing.skipped.values()))
+            fetched = src.fetch(folders[name], [m.id for m in listing.messages])
+            assert all(f.raw is not None and b"Subject: " + name.encode() in f.raw for f in fetched)
+        assert kept == {"Mixed": (2, 1), "Recent": (2, 0), "Ancient": (0, 1)}
+        monkeypatch.undo()
+        with pytest.raises(IMAPClientError, match="examine failed"):
+            src.list_messages(folders["Gone"], statuses["Gone"], set(), filters)
+    finally:
+        src.close()

@@ -26,6 +26,7 @@ from mailmig_tui.engine.sources.base import (
 
 META_CHUNK = 2000  # UIDs per FETCH when they are listed one by one
 RANGE_CHUNK = 20_000  # messages per FETCH (about) when a folder is listed by UID ranges
+PIPELINE_FOLDERS = 50  # folders whose first listing is asked for in one round trip
 STATUS_ITEMS = ("UIDVALIDITY", "UIDNEXT", "MESSAGES")
 # Gmail labels that do not put a message in a folder of its own (views, not places).
 GMAIL_VIEW_LABELS = {"\\important", "\\starred"}
@@ -106,6 +107,11 @@ def uid_fetch(client: IMAPClient, uids: str, items: Sequence[bytes], *, examine:
     if text_of(typ).upper() != "OK":
         raise imapconn.ImapError("protocol", f"FETCH refused: {' '.join(text_of(x) for x in data if x)}")
     _typ, data = imap._untagged_response(typ, data, "FETCH")
+    return _read_items(data)
+
+
+def _read_items(data: list) -> list[FetchItems]:
+    """The messages of an untagged FETCH response, one entry per UID."""
     data = [x for x in data if x is not None]
     parsed = fetch_parse.parse(data)
     if parsed is None:
@@ -196,6 +202,7 @@ class ImapSource:
         self._gmail = self._client.has_capability("X-GM-EXT-1")
         self._status_cache: dict[str, FolderStatus] = {}
         self._all_mail: str | None = None
+        self._listed_ahead: dict[str, tuple[FolderStatus, list[MessageMeta]]] = {}
 
     def _namespace_prefix(self) -> str:
         if not self._client.has_capability("NAMESPACE"):
@@ -257,20 +264,70 @@ class ImapSource:
         self._selected = None  # until the EXAMINE has succeeded
         return folder.imap_name
 
+    def prefetch_listings(self, folders: list[tuple[RemoteFolder, FolderStatus]]) -> None:
+        """List ahead, in one round trip, the messages of folders listed for the first time.
+
+        Every folder's EXAMINE and UID FETCH go out behind the previous folder's (groups of
+        ``PIPELINE_FOLDERS``) and the answers are read in order; list_messages then takes a
+        folder's listing from here instead of asking for it. Over a 50 ms link, an account of
+        200 folders saves 10 s before its first message is copied. Folders larger than one range
+        (``RANGE_CHUNK``), or that cannot be opened, are left to list_messages.
+        """
+        todo = [
+            (f, st)
+            for f, st in folders
+            if 0 < st.messages <= RANGE_CHUNK and not (self._gmail and f.imap_name == self._all_mail)
+        ]
+        imap = self._client._imap
+        spec = "(" + " ".join(i.decode() for i in _META_ITEMS) + ")"
+        for start in range(0, len(todo), PIPELINE_FOLDERS):
+            group = todo[start : start + PIPELINE_FOLDERS]
+            if len(group) < 2:
+                break  # one folder: list_messages opens it with its FETCH as well
+            imap.untagged_responses = {}
+            imap.is_readonly = True
+            sent = []
+            for f, st in group:
+                opened = imap._command("EXAMINE", self._client._normalise_folder(f.imap_name))
+                imap.state = "SELECTED"
+                sent.append((f, st, opened, imap._command("UID", "FETCH", "1:*", spec)))
+            self._selected = None
+            for f, st, opened, tag in sent:
+                ok = True
+                for name, pending in (("EXAMINE", opened), ("FETCH", tag)):
+                    try:
+                        typ, data = imap._command_complete(name, pending)
+                        ok = ok and text_of(typ).upper() == "OK"
+                    except imap.error:
+                        ok = False
+                _typ, data = imap._untagged_response("OK", [None], "FETCH")
+                if not ok:
+                    imap.state, self._selected = "AUTH", None
+                    continue
+                imap.state, self._selected = "SELECTED", f.imap_name
+                metas = (meta_of(i) for i in _read_items(data))
+                self._listed_ahead[f.imap_name] = (st, sorted((m for m in metas if m), key=lambda m: int(m.id)))
+
     def list_messages(self, folder: RemoteFolder, status: FolderStatus, known: set[str], filters: Filters) -> Listing:
         if status.messages == 0:
             return Listing()  # nothing to look at (and some servers refuse "UID FETCH 1:*" on an empty folder)
         prefetched: list[MessageMeta] | None = None
+        ahead = self._listed_ahead.pop(folder.imap_name, None)
         if not known and not (self._gmail and folder.imap_name == self._all_mail):
             # Nothing known yet: the metadata of every message, without a SEARCH first.
-            prefetched = fetch_meta_range(self._client, status, examine=self._to_open(folder))
-            self._selected = folder.imap_name
+            if ahead is not None and ahead[0] == status:
+                prefetched = ahead[1]
+            else:
+                prefetched = fetch_meta_range(self._client, status, examine=self._to_open(folder))
+                self._selected = folder.imap_name
             unknown = {int(m.id) for m in prefetched}
         else:
             self._examine(folder)
             unknown = {uid for uid in self._client.search("ALL") if str(uid) not in known}
         skipped: Counter[str] = Counter()
         since, until = date_window(filters)
+        if unknown and (since or until):
+            self._examine(folder)  # a listing taken ahead left another folder open
         if unknown and since:
             too_old = unknown.intersection(self._client.search(["BEFORE", since]))
             skipped[SKIP_TOO_OLD] += len(too_old)
@@ -280,6 +337,7 @@ class ImapSource:
             skipped[SKIP_TOO_NEW] += len(too_new)
             unknown -= too_new
         if self._gmail and folder.imap_name == self._all_mail and unknown:
+            self._examine(folder)
             labels = self._client.fetch(sorted(unknown), [b"X-GM-LABELS"])
             unknown = {uid for uid in unknown if archived_only(tuple(labels.get(uid, {}).get(b"X-GM-LABELS", ())))}
         if prefetched is not None:
