@@ -75,7 +75,11 @@ def _plan(
         mailbox_filter=MailboxFilter(mb.policy, mb.keywords, mb.exceptions) if mb.enabled else None,
     )
     fkey = filters_key(ctx.task)
-    statuses = {p.source.name: source.status(p.source) for p in plans if not p.skip_reason}
+    listed = [p.source for p in plans if not p.skip_reason]
+    together = getattr(source, "statuses", None)  # one round trip for all (IMAP)
+    statuses = {
+        f.name: st for f, st in zip(listed, together(listed) if together else map(source.status, listed), strict=True)
+    }
     ahead = getattr(source, "prefetch_listings", None)
     if ahead is not None:  # folders never listed before: their listings asked for together
         ahead(

@@ -235,3 +235,42 @@ def test_first_listings_are_taken_ahead_together_and_date_filters_search_the_rig
             src.list_messages(folders["Gone"], statuses["Gone"], set(), filters)
     finally:
         src.close()
+
+
+@pytest.mark.parametrize("kind", ["dovecot", "pymap"])
+def test_statuses_of_many_folders_in_one_round_trip(
+    kind: str, dovecot_factory: Callable[..., Any], pymap_factory: Callable[..., Any]
+) -> None:
+    """Servers without LIST-STATUS (Gmail, Exchange) get every folder's STATUS sent together."""
+    server = dovecot_factory(name="src") if kind == "dovecot" else pymap_factory(name="src")
+    counts = {"INBOX": 2, "Sent": 1, "Projekte/Älter": 3, "Empty": 0}
+    mb.seed(
+        server,
+        "alice",
+        {name: [mb.Msg(message(10 * k + i)) for i in range(n)] for k, (name, n) in enumerate(counts.items())},
+    )
+    src = _open(server)
+    try:
+        folders = [f for f in src.list_folders() if f.name in counts]
+        assert len(folders) == len(counts)
+        src._status_cache.clear()  # as on a server without LIST-STATUS
+        got = src.statuses(folders)
+        client = mb.connect(server, "alice")
+        client.folder_encode = False  # imap_name is already as the server spells it
+        try:
+            for f, st in zip(folders, got, strict=True):
+                one = client.folder_status(f.imap_name, [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"])
+                assert (st.messages, st.uidnext, st.validity) == (
+                    counts[f.name],
+                    one[b"UIDNEXT"],
+                    str(one[b"UIDVALIDITY"]),
+                ), f.name
+            client.delete_folder(next(f.imap_name for f in folders if f.name == "Sent"))
+        finally:
+            client.logout()
+        with pytest.raises(IMAPClientError, match="status failed: Sent"):
+            src.statuses(folders)
+        inbox = _inbox(src)  # every answer was read: the connection is still in step
+        assert len(src.list_messages(inbox, src.statuses([inbox])[0], set(), model.Filters()).messages) == 2
+    finally:
+        src.close()

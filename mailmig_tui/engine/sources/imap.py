@@ -251,6 +251,42 @@ class ImapSource:
             return cached
         return _status_of(self._client.folder_status(folder.imap_name, [s.encode() for s in STATUS_ITEMS]))
 
+    def statuses(self, folders: list[RemoteFolder]) -> list[FolderStatus]:
+        """The STATUS of each folder, in one round trip: from this pass's LIST-STATUS where the
+        server has it, else STATUS commands sent together (groups of ``PIPELINE_FOLDERS``) and
+        their answers read in order. Gmail and Exchange have no LIST-STATUS: over a 50 ms link
+        an account of 200 folders then costs 0.2 s instead of 10 s on every run."""
+        out: dict[str, FolderStatus] = {}
+        todo = []
+        for f in folders:
+            cached = self._status_cache.pop(f.imap_name, None)
+            if cached is not None:
+                out[f.imap_name] = cached
+            elif f.imap_name not in out:
+                todo.append(f)
+        imap = self._client._imap
+        items = "(" + " ".join(STATUS_ITEMS) + ")"
+        for start in range(0, len(todo), PIPELINE_FOLDERS):
+            group = todo[start : start + PIPELINE_FOLDERS]
+            sent = [(f, imap._command("STATUS", self._client._normalise_folder(f.imap_name), items)) for f in group]
+            failure = ""
+            for f, tag in sent:
+                try:
+                    typ, data = imap._command_complete("STATUS", tag)
+                except imap.error as exc:
+                    typ, data = "BAD", [str(exc).encode()]
+                _typ, lines = imap._untagged_response("OK", [None], "STATUS")
+                ok = text_of(typ).upper() == "OK"
+                tokens: tuple = parse_response([x for x in lines if x is not None]) if ok else ()
+                if len(tokens) != 2 or not isinstance(tokens[1], tuple):  # refused, or not one STATUS answer
+                    failure = failure or f"{f.name}: {' '.join(text_of(x) for x in data if x)}"
+                    continue
+                values = tokens[1]
+                out[f.imap_name] = _status_of(dict(zip(values[::2], values[1::2], strict=False)))
+            if failure:  # every answer of the group has been read: the connection is in step
+                raise IMAPClientError(f"status failed: {failure}")
+        return [out[f.imap_name] for f in folders]
+
     def _examine(self, folder: RemoteFolder) -> None:
         if self._selected != folder.imap_name:
             self._selected = None
