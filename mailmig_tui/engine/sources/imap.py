@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -70,6 +71,16 @@ def archived_only(labels: tuple[bytes | str, ...]) -> bool:
     return all(text_of(label).lower() in GMAIL_VIEW_LABELS for label in labels)
 
 
+def _answer(imap: Any, name: str, tag: bytes) -> tuple[bool, list]:
+    """Read a sent command's answer: (OK?, its data); a BAD answer is a refusal like NO, not an
+    exception, so that the answers of the commands sent behind it are read too."""
+    try:
+        typ, data = imap._command_complete(name, tag)
+    except imap.error as exc:
+        return False, [str(exc).encode()]
+    return text_of(typ).upper() == "OK", data
+
+
 def uid_fetch(client: IMAPClient, uids: str, items: Sequence[bytes], *, examine: str | None = None) -> list[FetchItems]:
     """One ``UID FETCH`` of ``uids`` (a UID set such as ``1:*`` or ``4,7,9``): each message's items.
 
@@ -92,16 +103,10 @@ def uid_fetch(client: IMAPClient, uids: str, items: Sequence[bytes], *, examine:
         opened = imap._command("EXAMINE", client._normalise_folder(examine))
         imap.state = "SELECTED"  # imaplib sends UID commands in this state only; the server decides
         tag = imap._command("UID", "FETCH", uids, spec)
-        try:
-            typ, data = imap._command_complete("EXAMINE", opened)
-        except imap.error as exc:  # BAD: the FETCH's answer is still to be read
-            typ, data = "BAD", [str(exc).encode()]
-        if text_of(typ).upper() != "OK":
+        ok, data = _answer(imap, "EXAMINE", opened)
+        if not ok:
             imap.state = "AUTH"
-            try:
-                imap._command_complete("FETCH", tag)
-            except imap.error:
-                pass  # refused as well: no folder is open
+            _answer(imap, "FETCH", tag)  # refused as well: no folder is open
             raise IMAPClientError(f"examine failed: {' '.join(text_of(x) for x in data if x)}")
     typ, data = imap._command_complete("FETCH", tag)
     if text_of(typ).upper() != "OK":
@@ -271,12 +276,8 @@ class ImapSource:
             sent = [(f, imap._command("STATUS", self._client._normalise_folder(f.imap_name), items)) for f in group]
             failure = ""
             for f, tag in sent:
-                try:
-                    typ, data = imap._command_complete("STATUS", tag)
-                except imap.error as exc:
-                    typ, data = "BAD", [str(exc).encode()]
+                ok, data = _answer(imap, "STATUS", tag)
                 _typ, lines = imap._untagged_response("OK", [None], "STATUS")
-                ok = text_of(typ).upper() == "OK"
                 tokens: tuple = parse_response([x for x in lines if x is not None]) if ok else ()
                 if len(tokens) != 2 or not isinstance(tokens[1], tuple):  # refused, or not one STATUS answer
                     failure = failure or f"{f.name}: {' '.join(text_of(x) for x in data if x)}"
@@ -329,13 +330,8 @@ class ImapSource:
                 sent.append((f, st, opened, imap._command("UID", "FETCH", "1:*", spec)))
             self._selected = None
             for f, st, opened, tag in sent:
-                ok = True
-                for name, pending in (("EXAMINE", opened), ("FETCH", tag)):
-                    try:
-                        typ, data = imap._command_complete(name, pending)
-                        ok = ok and text_of(typ).upper() == "OK"
-                    except imap.error:
-                        ok = False
+                ok = _answer(imap, "EXAMINE", opened)[0]
+                ok = _answer(imap, "FETCH", tag)[0] and ok
                 _typ, data = imap._untagged_response("OK", [None], "FETCH")
                 if not ok:
                     imap.state, self._selected = "AUTH", None
