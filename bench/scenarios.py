@@ -149,6 +149,20 @@ def measure(
     return row
 
 
+def first_and_again(
+    b: Bench, tool: str, rep: int, c: Corpus, dests: list[str], labels: tuple[str, str | None],
+    run: Callable[[str], Callable[[], tools.Measured]], label: str, *, report_first: bool,
+) -> None:  # fmt: skip
+    """A tool's first copy and, if the scenario has one, its re-run; then the mailboxes go."""
+    assert b.dst is not None
+    first, again = labels
+    measure(b, first, tool, rep, c, dests, run(f"{label}-first"), report=report_first)
+    if again:
+        measure(b, again, tool, rep, c, dests, run(f"{label}-rerun"), rerun=True)
+    for d in dests:
+        servers.drop_mailbox(b.dst, d)
+
+
 def mailmig_runs(
     b: Bench,
     key: str,
@@ -167,18 +181,13 @@ def mailmig_runs(
     code = f"t{tool_names(b).index(tool)}"
     home = b.workdir / "homes" / f"{code}-{key}-r{rep}"
     tools.write_mailmig_home(home, port, b.dst.port, accounts, concurrency)
-    first, again = labels
     variant = tool.partition("[")[2].rstrip("]")
     command = shlex.split(b.args.variants[variant]) if variant else []
 
     def run(label: str) -> Callable[[], tools.Measured]:
         return lambda: tools.run_mailmig(home, timeout=b.args.timeout, log_dir=b.logs, label=label, command=command)[0]
 
-    measure(b, first, tool, rep, c, dests, run(f"{code}-{key}-r{rep}-first"), report=report_first)
-    if again:
-        measure(b, again, tool, rep, c, dests, run(f"{code}-{key}-r{rep}-rerun"), rerun=True)
-    for d in dests:
-        servers.drop_mailbox(b.dst, d)
+    first_and_again(b, tool, rep, c, dests, labels, run, f"{code}-{key}-r{rep}", report_first=report_first)
 
 
 def mbsync_runs(
@@ -199,18 +208,13 @@ def mbsync_runs(
     config = work / "mbsyncrc"
     work.mkdir(parents=True, exist_ok=True)
     channels = tools.write_mbsyncrc(config, work / "state", port, b.dst.port, accounts)
-    first, again = labels
 
     def run(label: str) -> Callable[[], tools.Measured]:
         return lambda: tools.run_mbsync(
             config, channels, parallel=parallel, timeout=b.args.timeout, log_dir=b.logs, label=label
         )
 
-    measure(b, first, "mbsync", rep, c, dests, run(f"mbsync-{key}-r{rep}-first"), report=report_first)
-    if again:
-        measure(b, again, "mbsync", rep, c, dests, run(f"mbsync-{key}-r{rep}-rerun"), rerun=True)
-    for d in dests:
-        servers.drop_mailbox(b.dst, d)
+    first_and_again(b, "mbsync", rep, c, dests, labels, run, f"mbsync-{key}-r{rep}", report_first=report_first)
 
 
 def dsync_runs(
@@ -219,18 +223,13 @@ def dsync_runs(
     assert b.dst is not None
     dests = [dest_user(b, "dsync", key, rep, 0)]
     account = tools.Account(c.users[0], source_password(c.users[0]), dests[0])
-    first, again = labels
+
+    config = b.dst.config_path
 
     def run(label: str) -> Callable[[], tools.Measured]:
-        assert b.dst is not None
-        config = b.dst.config_path
         return lambda: tools.run_dsync(config, port, account, timeout=b.args.timeout, log_dir=b.logs, label=label)
 
-    measure(b, first, "dsync", rep, c, dests, run(f"dsync-{key}-r{rep}-first"), report=report_first)
-    if again:
-        measure(b, again, "dsync", rep, c, dests, run(f"dsync-{key}-r{rep}-rerun"), rerun=True)
-    for d in dests:
-        servers.drop_mailbox(b.dst, d)
+    first_and_again(b, "dsync", rep, c, dests, labels, run, f"dsync-{key}-r{rep}", report_first=report_first)
 
 
 # dsync runs per account; the scenarios of one account (not "one": its point is several streams)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 _START = re.compile(rb"(\d+) \(")
-# an item name and the space after it; BODY[...] / BINARY[...] sections are read whole
+# an item name and the space after it; a BODY[...] section name is read whole
 _NAME = re.compile(rb"(UID|RFC822\.SIZE|INTERNALDATE|FLAGS|BODY\[[^\]]*\](?:<\d+>)?) ", re.IGNORECASE)
 _NUMBER = re.compile(rb"\d+")
 _QUOTED = re.compile(rb'"((?:[^"\\\r\n]|\\["\\])*)"')

@@ -80,15 +80,10 @@ def _plan(
     statuses = {
         f.name: st for f, st in zip(listed, together(listed) if together else map(source.status, listed), strict=True)
     }
+    rows = {name: ctx.state.folder(ctx.key, name) for name in statuses}
     ahead = getattr(source, "prefetch_listings", None)
     if ahead is not None:  # folders never listed before: their listings asked for together
-        ahead(
-            [
-                (p.source, statuses[p.source.name])
-                for p in plans
-                if p.source.name in statuses and ctx.state.folder(ctx.key, p.source.name) is None
-            ]
-        )
+        ahead([(f, statuses[f.name]) for f in listed if rows[f.name] is None])
     work: list[Work] = []
     for plan in plans:
         if ctx.cancel.is_set():
@@ -105,8 +100,7 @@ def _plan(
         result.folders += 1
         if not ctx.dry_run:
             dest.ensure_folder(plan.dest_name)
-        status = statuses[name]
-        row = ctx.state.folder(ctx.key, name)
+        status, row = statuses[name], rows[name]
         if (
             row is not None
             and row.clean

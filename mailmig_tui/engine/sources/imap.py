@@ -81,6 +81,20 @@ def _answer(imap: Any, name: str, tag: bytes) -> tuple[bool, list]:
     return text_of(typ).upper() == "OK", data
 
 
+def _send_fetch(
+    client: IMAPClient, uids: str, items: Sequence[bytes], examine: str | None = None
+) -> tuple[bytes | None, bytes]:
+    """Send a ``UID FETCH``, behind an EXAMINE of ``examine`` if given; the tags to read answers by."""
+    imap = client._imap
+    opened = None
+    if examine is not None:
+        imap.untagged_responses = {}  # as imaplib's own select() does
+        imap.is_readonly = True
+        opened = imap._command("EXAMINE", client._normalise_folder(examine))
+        imap.state = "SELECTED"  # imaplib sends UID commands in this state only; the server decides
+    return opened, imap._command("UID", "FETCH", uids, "(" + " ".join(i.decode() for i in items) + ")")
+
+
 def uid_fetch(client: IMAPClient, uids: str, items: Sequence[bytes], *, examine: str | None = None) -> list[FetchItems]:
     """One ``UID FETCH`` of ``uids`` (a UID set such as ``1:*`` or ``4,7,9``): each message's items.
 
@@ -94,15 +108,8 @@ def uid_fetch(client: IMAPClient, uids: str, items: Sequence[bytes], *, examine:
     anything fetch_parse does not read.
     """
     imap = client._imap
-    spec = "(" + " ".join(i.decode() for i in items) + ")"
-    if examine is None:
-        tag = imap._command("UID", "FETCH", uids, spec)
-    else:
-        imap.untagged_responses = {}  # as imaplib's own select() does
-        imap.is_readonly = True
-        opened = imap._command("EXAMINE", client._normalise_folder(examine))
-        imap.state = "SELECTED"  # imaplib sends UID commands in this state only; the server decides
-        tag = imap._command("UID", "FETCH", uids, spec)
+    opened, tag = _send_fetch(client, uids, items, examine)
+    if opened is not None:
         ok, data = _answer(imap, "EXAMINE", opened)
         if not ok:
             imap.state = "AUTH"
@@ -316,21 +323,14 @@ class ImapSource:
             if 0 < st.messages <= RANGE_CHUNK and not (self._gmail and f.imap_name == self._all_mail)
         ]
         imap = self._client._imap
-        spec = "(" + " ".join(i.decode() for i in _META_ITEMS) + ")"
         for start in range(0, len(todo), PIPELINE_FOLDERS):
             group = todo[start : start + PIPELINE_FOLDERS]
             if len(group) < 2:
                 break  # one folder: list_messages opens it with its FETCH as well
-            imap.untagged_responses = {}
-            imap.is_readonly = True
-            sent = []
-            for f, st in group:
-                opened = imap._command("EXAMINE", self._client._normalise_folder(f.imap_name))
-                imap.state = "SELECTED"
-                sent.append((f, st, opened, imap._command("UID", "FETCH", "1:*", spec)))
+            sent = [(f, st, *_send_fetch(self._client, "1:*", _META_ITEMS, f.imap_name)) for f, st in group]
             self._selected = None
             for f, st, opened, tag in sent:
-                ok = _answer(imap, "EXAMINE", opened)[0]
+                ok = opened is not None and _answer(imap, "EXAMINE", opened)[0]
                 ok = _answer(imap, "FETCH", tag)[0] and ok
                 _typ, data = imap._untagged_response("OK", [None], "FETCH")
                 if not ok:
