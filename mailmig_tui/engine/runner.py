@@ -234,6 +234,7 @@ class _Run:
     destination_factory: Callable[[Settings, User], DestinationMailbox]
     limits: Limits
     notifier: Notifier | None
+    clock: Callable[[], float] = time.time
     run_id: int = 0
     spare: SpareStreams | None = None
 
@@ -256,8 +257,12 @@ def run_task(
     destination_factory: Callable[[Settings, User], DestinationMailbox] = open_destination,
     limits: Limits | None = None,
     budget_bytes: int = DEFAULT_BUDGET,
+    clock: Callable[[], float] = time.time,
 ) -> RunResult:
     """Run ``task`` once. Raises RunError when it cannot start; account failures are in the result.
+
+    ``clock`` (seconds since the epoch) dates the run's start in the state: the scheduler passes its
+    own clock, so every schedule decision it takes compares times from one clock.
 
     A dry run takes no lock and writes nothing anywhere (no state, no log, nothing at the destination).
     """
@@ -274,7 +279,7 @@ def run_task(
     notifier = None if dry_run else Notifier(task, settings.smtp, emit, p.log_file(task.name))
     run = _Run(
         task, settings, p, dry_run, cancel, emit, ByteBudget(budget_bytes), source_factory, destination_factory,
-        limits or Limits(), notifier,
+        limits or Limits(), notifier, clock,
     )  # fmt: skip
     try:
         return _run_locked(run, list(accounts))
@@ -289,7 +294,7 @@ def _run_locked(run: _Run, only: list[str]) -> RunResult:
     state = run.open_state()
     try:
         users = choose_accounts(task, state, only)
-        run.run_id = 0 if run.dry_run else state.start_run(run.dry_run)
+        run.run_id = 0 if run.dry_run else state.start_run(run.dry_run, started=run.clock())
         run.emit(RunStarted(task.name, accounts=tuple(u.source for u in users), dry_run=run.dry_run))
         result = RunResult("completed")
 

@@ -104,7 +104,13 @@ class Scheduler:
             try:
                 settings = store.load_settings(self.paths)
                 entry.result = runner.run_task(
-                    task, settings, cancel=cancel, by="scheduler", paths=self.paths, sink=self._forward
+                    task,
+                    settings,
+                    cancel=cancel,
+                    by="scheduler",
+                    paths=self.paths,
+                    sink=self._forward,
+                    clock=lambda: self.clock().timestamp(),
                 )
             except (runner.RunError, runner.RunConfigError, store.ConfigError) as exc:
                 entry.error = str(exc)

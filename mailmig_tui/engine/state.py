@@ -355,14 +355,15 @@ class StateDB:
     # ----------------------------------------------------------------------------------------
     # Runs and summaries.
 
-    def start_run(self, dry_run: bool) -> int:
+    def start_run(self, dry_run: bool, started: float | None = None) -> int:
         with self.transaction() as db:
             db.execute(
                 "UPDATE runs SET status = 'interrupted', finished = started WHERE finished IS NULL AND pid != ?",
                 (os.getpid(),),
             )
             cur = db.execute(
-                "INSERT INTO runs(started, dry_run, pid) VALUES (?, ?, ?)", (time.time(), dry_run, os.getpid())
+                "INSERT INTO runs(started, dry_run, pid) VALUES (?, ?, ?)",
+                (time.time() if started is None else started, dry_run, os.getpid()),
             )
             return int(cur.lastrowid or 0)
 
