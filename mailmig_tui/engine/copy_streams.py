@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -297,10 +298,16 @@ def _append_batch(
         to_append.append((meta, fp, raw))
     failed: list[tuple[MessageMeta, str]] = []
     copied_bytes = 0
+    inflight: int | None = None
+    sample: tuple[int, float] | None = None
     if to_append:
+        size = sum(len(raw) for _, _, raw in to_append)
+        inflight = state.begin_inflight(ctx.key, name, validity, dest_name, (m.id for m, _, _ in to_append), size)
+        t0 = time.monotonic()
         outcomes = dest.append(
             dest_name, [Appendable(raw, meta.flags, meta.internaldate) for meta, _, raw in to_append]
         )
+        sample = (size, time.monotonic() - t0)
         dest_validity = dest.select(dest_name).uidvalidity
         for (meta, fp, raw), outcome in zip(to_append, outcomes, strict=True):
             if outcome.error:
@@ -315,7 +322,7 @@ def _append_batch(
                 rows.append(
                     MessageRow(name, validity, meta.id, COPIED, dest_name, dest_validity, outcome.uid, fp, len(raw))
                 )
-    state.record(ctx.key, rows)
+    state.record(ctx.key, rows, inflight=inflight, sample=sample)
     for meta, reason in failed:
         ctx.emit(MessageFailed(ctx.task.name, ctx.user.source, folder=name, message=meta.id, reason=reason))
     copied = len(to_append) - len(failed)

@@ -174,6 +174,11 @@ class DestinationMailbox:
         self._selected = SelectedFolder(name, int(info.get(b"UIDVALIDITY", 0)), perm)
         return self._selected
 
+    def counts(self, name: str) -> tuple[int, int]:
+        """(MESSAGES, UIDNEXT) of folder ``name``: what changes when anything is appended to it."""
+        info = self._client.folder_status(name, [b"MESSAGES", b"UIDNEXT"])
+        return int(info.get(b"MESSAGES", 0)), int(info.get(b"UIDNEXT", 0))
+
     # ----------------------------------------------------------------------------------------
     # What is already there.
 

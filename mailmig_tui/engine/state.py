@@ -8,11 +8,16 @@ One database per task (``data/state/<task>.sqlite``), WAL mode, one connection p
 * ``messages``: per source message (account, folder, validity, source id): ``copied`` (with the
   destination folder, UIDVALIDITY and UID from UIDPLUS) or ``existing`` (it was already at the
   destination) or ``failed`` (retried next time), plus a content fingerprint.
+* ``inflight``: a batch on its way to the destination: written before its APPEND is sent, deleted
+  in the transaction that records its outcome. A row left over means an APPEND whose fate is
+  unknown (the run was killed, or its connection dropped): its bytes may still be on the link.
+* ``append_speed``: per account, the slowest throughput an APPEND of a sizeable batch reached.
 * ``runs`` / ``account_runs``: the history the summary and ``report`` show.
 
 A message is recorded in the same transaction as the batch it was appended in. A crash between
 APPEND and COMMIT leaves unclaimed messages at the destination; the next pass finds them by
-fingerprint (see :meth:`StateDB.claimed`) and records them instead of copying them again.
+fingerprint (see :meth:`StateDB.claimed`) and records them instead of copying them again. Those
+of a batch still in flight are held back until the destination folder has settled (migrate.py).
 """
 
 from __future__ import annotations
@@ -73,6 +78,17 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (account, folder, validity, src_id)
 );
 CREATE INDEX IF NOT EXISTS messages_by_dest ON messages (account, dest_folder, status);
+CREATE TABLE IF NOT EXISTS inflight (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    validity TEXT NOT NULL,
+    dest_folder TEXT NOT NULL,
+    src_ids TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    started REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS append_speed (account TEXT PRIMARY KEY, bytes_per_s REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     started REAL NOT NULL,
@@ -132,6 +148,22 @@ class MessageRow:
     fingerprint: str = ""
     size: int = 0
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class Inflight:
+    """A batch whose APPEND was sent and whose outcome was never recorded."""
+
+    id: int
+    folder: str
+    validity: str
+    dest_folder: str
+    src_ids: frozenset[str]
+    bytes: int
+
+
+# Batches smaller than this say more about the round trip than about the link's throughput.
+SPEED_SAMPLE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -305,10 +337,55 @@ class StateDB:
             )
             return cur.rowcount
 
-    def record(self, account: str, rows: Iterable[MessageRow]) -> None:
-        """Record a batch of message outcomes in one transaction."""
+    def begin_inflight(
+        self, account: str, folder: str, validity: str, dest_folder: str, src_ids: Iterable[str], size: int
+    ) -> int:
+        """Note a batch about to be appended (committed before the APPEND is sent); its row id."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO inflight(account, folder, validity, dest_folder, src_ids, bytes, started) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (account, folder, validity, dest_folder, json.dumps(sorted(src_ids)), size, time.time()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def inflight(self, account: str) -> list[Inflight]:
+        """The account's batches whose APPEND outcome is unknown (from a killed run or a lost connection)."""
+        rows = self._db.execute(
+            "SELECT id, folder, validity, dest_folder, src_ids, bytes FROM inflight WHERE account = ? ORDER BY id",
+            (account,),
+        )
+        return [Inflight(r[0], r[1], r[2], r[3], frozenset(json.loads(r[4])), r[5]) for r in rows]
+
+    def clear_inflight(self, ids: Iterable[int]) -> None:
+        with self.transaction() as db:
+            db.executemany("DELETE FROM inflight WHERE id = ?", [(i,) for i in ids])
+
+    def append_speed(self, account: str) -> float | None:
+        row = self._db.execute("SELECT bytes_per_s FROM append_speed WHERE account = ?", (account,)).fetchone()
+        return float(row[0]) if row else None
+
+    def record(
+        self,
+        account: str,
+        rows: Iterable[MessageRow],
+        *,
+        inflight: int | None = None,
+        sample: tuple[int, float] | None = None,
+    ) -> None:
+        """Record a batch of message outcomes in one transaction; with ``inflight``, the batch's
+        in-flight note goes in the same transaction. ``sample`` (bytes, seconds) is how fast its
+        APPEND went: the account's slowest sizeable one is kept."""
         now = time.time()
         with self.transaction() as db:
+            if inflight is not None:
+                db.execute("DELETE FROM inflight WHERE id = ?", (inflight,))
+            if sample is not None and sample[0] >= SPEED_SAMPLE_BYTES and sample[1] > 0:
+                db.execute(
+                    "INSERT INTO append_speed(account, bytes_per_s) VALUES (?, ?) "
+                    "ON CONFLICT(account) DO UPDATE SET bytes_per_s = min(bytes_per_s, excluded.bytes_per_s)",
+                    (account, sample[0] / sample[1]),
+                )
             db.executemany(
                 "INSERT OR REPLACE INTO messages(account, folder, validity, src_id, status, dest_folder, dest_validity, "
                 "dest_uid, fingerprint, size, reason, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
