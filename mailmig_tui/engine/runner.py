@@ -7,6 +7,7 @@ for one account's failure: each account ends complete, failed (with the reason) 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import imaplib
 import json
 import os
@@ -14,6 +15,7 @@ import socket
 import threading
 import time
 import traceback
+import urllib.parse
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from mailmig_tui.engine.events import (
     AccountResult,
     AccountStarted,
     FanOut,
+    LogLine,
     RunFinished,
     RunStarted,
     Sink,
@@ -40,6 +43,7 @@ from mailmig_tui.engine.state import StateDB, StateMismatch
 
 RETRIES = 3
 BACKOFF_S = (2.0, 6.0, 15.0)
+LOCK_POLL_S = 1.0  # how often a run waiting for a destination account another run writes looks again
 DEFAULT_BUDGET = 48 * 1024 * 1024  # message bytes in flight per run (bench/: no faster above)
 
 
@@ -72,35 +76,33 @@ def secrets_of(task: Task, settings: Settings) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# The per-task lock: one run of a task at a time, across processes.
+# Locks: one run of a task at a time, and one run writing a destination account at a time, across
+# processes and tasks. An exclusive flock on a file that says who holds it; the kernel drops it
+# when the holder dies, however it dies.
 
 
-class TaskLock:
-    """An exclusive flock on ``data/state/<task>.lock``; the file says who holds it."""
+class FileLock:
+    """An exclusive, non-blocking flock on ``path``; the file says who holds it."""
 
-    def __init__(self, path: Path, by: str) -> None:
+    def __init__(self, path: Path, by: str, **about: str) -> None:
         self.path = path
         self.by = by
+        self.about = about
         self._fd: int | None = None
 
-    def acquire(self) -> None:
+    def try_acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            holder = lock_holder(self.path)
-            who = (
-                f"{holder.get('by', '?')} (pid {holder.get('pid', '?')} on {holder.get('host', '?')})"
-                if holder
-                else "?"
-            )
-            raise RunError(f"the task is already running: {who}; stop that run first") from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "by": self.by, "started": time.time()}
+            return False
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "by": self.by, "started": time.time(), **self.about}
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(info).encode())
         self._fd = fd
+        return True
 
     def release(self) -> None:
         if self._fd is not None:
@@ -109,12 +111,36 @@ class TaskLock:
             os.close(self._fd)
             self._fd = None
 
+
+def holder_text(holder: dict | None) -> str:
+    if not holder:
+        return "?"
+    task = f'task "{holder["task"]}", ' if holder.get("task") else ""
+    return f"{task}{holder.get('by', '?')} (pid {holder.get('pid', '?')} on {holder.get('host', '?')})"
+
+
+class TaskLock(FileLock):
+    """The lock of one task: ``data/state/<task>.lock``."""
+
+    def acquire(self) -> None:
+        if not self.try_acquire():
+            raise RunError(f"the task is already running: {holder_text(lock_holder(self.path))}; stop that run first")
+
     def __enter__(self) -> TaskLock:
         self.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def destination_lock_path(p: store.Paths, destination: str) -> Path:
+    """``data/state/destinations/<account>.lock``: shared by every task that writes that account."""
+    key = destination.strip().casefold()
+    safe = urllib.parse.quote(key, safe="@.+-_")
+    if len(safe) > 120:  # a file name stays well under 255 bytes
+        safe = safe[:80] + "~" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    return p.state_dir / "destinations" / f"{safe}.lock"
 
 
 def lock_holder(path: Path) -> dict | None:
@@ -235,6 +261,7 @@ class _Run:
     limits: Limits
     notifier: Notifier | None
     clock: Callable[[], float] = time.time
+    by: str = "cli"
     run_id: int = 0
     spare: SpareStreams | None = None
 
@@ -279,7 +306,7 @@ def run_task(
     notifier = None if dry_run else Notifier(task, settings.smtp, emit, p.log_file(task.name))
     run = _Run(
         task, settings, p, dry_run, cancel, emit, ByteBudget(budget_bytes), source_factory, destination_factory,
-        limits or Limits(), notifier, clock,
+        limits or Limits(), notifier, clock, by,
     )  # fmt: skip
     try:
         return _run_locked(run, list(accounts))
@@ -365,62 +392,94 @@ def _account(run: _Run, user: User, state: StateDB, result: AccountResult, repor
         result.status = "stopped"
         return
     emit(AccountStarted(task.name, user.source))
-    if not run.dry_run:
-        try:
-            state.bind_account(key, identity_of(task.source, user), user.destination)
-        except StateMismatch as exc:
-            result.status, result.error = "failed", str(exc)
-            emit(AccountFinished(task.name, user.source, result=result))
-            return
-        state.set_account_status(key, "running")
-    attempt = 0
-    while True:
-        reports.clear()
-        attempt_result = AccountResult(user.source, user.destination)
-        try:
-            migrate_account(ctx, attempt_result, reports)
-            _merge(result, attempt_result)
-            result.status = "complete" if not cancel.is_set() else "stopped"
-            break
-        except Cancelled:
-            _merge(result, attempt_result)
-            result.status = "stopped"
-            break
-        except (imapconn.ImapError, FolderChanged, imaplib.IMAP4.abort, OSError, EOFError) as exc:  # abort: BYE
-            _merge(result, attempt_result)
-            transient = exc.transient if isinstance(exc, imapconn.ImapError) else True
-            reason = (
-                str(exc)
-                if isinstance(exc, imapconn.ImapError | FolderChanged)
-                else f"connection lost: {exc or type(exc).__name__}"
-            )
-            if transient and attempt < RETRIES and not cancel.is_set():
-                delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
-                attempt += 1
-                ctx.log(f"{reason}; retrying in {delay:g} s (attempt {attempt + 1} of {RETRIES + 1})", "warning")
-                if cancel.wait(delay):
-                    result.status = "stopped"
-                    break
-                continue
-            result.status, result.error = "failed", reason
-            break
-        except (OverQuota, RunConfigError) as exc:
-            _merge(result, attempt_result)
-            result.status, result.error = "failed", str(exc)
-            break
-        except Exception as exc:  # noqa: BLE001 - one account's bug must not stop the others
-            _merge(result, attempt_result)
-            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
-            ctx.log(f"unexpected error: {result.error}", "error")
-            ctx.log(traceback.format_exc(), "debug")
-            break
-    if result.status == "complete" and result.failed:
-        result.error = f"{result.failed} message(s) could not be copied (they are retried next run)"
-    result.duration = round(time.monotonic() - t0, 3)
-    if not run.dry_run:
-        state.set_account_status(key, result.status, error=result.error)
-        state.record_account_run(run.run_id, result, started)
-    emit(AccountFinished(task.name, user.source, result=result))
+    lock = None if run.dry_run else _wait_for_destination(run, user)
+    if lock is None and not run.dry_run:
+        result.status = "stopped"
+        emit(AccountFinished(task.name, user.source, result=result))
+        return
+    try:
+        if not run.dry_run:
+            try:
+                state.bind_account(key, identity_of(task.source, user), user.destination)
+            except StateMismatch as exc:
+                result.status, result.error = "failed", str(exc)
+                emit(AccountFinished(task.name, user.source, result=result))
+                return
+            state.set_account_status(key, "running")
+        attempt = 0
+        while True:
+            reports.clear()
+            attempt_result = AccountResult(user.source, user.destination)
+            try:
+                migrate_account(ctx, attempt_result, reports)
+                _merge(result, attempt_result)
+                result.status = "complete" if not cancel.is_set() else "stopped"
+                break
+            except Cancelled:
+                _merge(result, attempt_result)
+                result.status = "stopped"
+                break
+            except (imapconn.ImapError, FolderChanged, imaplib.IMAP4.abort, OSError, EOFError) as exc:  # abort: BYE
+                _merge(result, attempt_result)
+                transient = exc.transient if isinstance(exc, imapconn.ImapError) else True
+                reason = (
+                    str(exc)
+                    if isinstance(exc, imapconn.ImapError | FolderChanged)
+                    else f"connection lost: {exc or type(exc).__name__}"
+                )
+                if transient and attempt < RETRIES and not cancel.is_set():
+                    delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                    attempt += 1
+                    ctx.log(f"{reason}; retrying in {delay:g} s (attempt {attempt + 1} of {RETRIES + 1})", "warning")
+                    if cancel.wait(delay):
+                        result.status = "stopped"
+                        break
+                    continue
+                result.status, result.error = "failed", reason
+                break
+            except (OverQuota, RunConfigError) as exc:
+                _merge(result, attempt_result)
+                result.status, result.error = "failed", str(exc)
+                break
+            except Exception as exc:  # noqa: BLE001 - one account's bug must not stop the others
+                _merge(result, attempt_result)
+                result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+                ctx.log(f"unexpected error: {result.error}", "error")
+                ctx.log(traceback.format_exc(), "debug")
+                break
+        if result.status == "complete" and result.failed:
+            result.error = f"{result.failed} message(s) could not be copied (they are retried next run)"
+        result.duration = round(time.monotonic() - t0, 3)
+        if not run.dry_run:
+            state.set_account_status(key, result.status, error=result.error)
+            state.record_account_run(run.run_id, result, started)
+        emit(AccountFinished(task.name, user.source, result=result))
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _wait_for_destination(run: _Run, user: User) -> FileLock | None:
+    """The lock of the account's destination, waited for while another run (of any task) writes it;
+    None when the run is stopped meanwhile."""
+    lock = FileLock(destination_lock_path(run.paths, user.destination), run.by, task=run.task.name, account=user.source)
+    if lock.try_acquire():
+        return lock
+    holder = holder_text(lock_holder(lock.path))
+    run.emit(
+        LogLine(
+            run.task.name,
+            user.source,
+            severity="warning",
+            text=f"destination account {user.destination} is being written by {holder}; waiting until it is done "
+            "(two runs writing one account at once would copy its mail twice)",
+        )
+    )
+    while not lock.try_acquire():
+        if run.cancel.wait(LOCK_POLL_S):
+            return None
+    run.emit(LogLine(run.task.name, user.source, text=f"destination account {user.destination} is free: going on"))
+    return lock
 
 
 def _merge(total: AccountResult, part: AccountResult) -> None:

@@ -55,7 +55,11 @@ def test_sigkill_during_a_slow_append_then_an_immediate_rerun_duplicates_nothing
 
     with (tmp_path / "killed.stderr").open("wb") as stderr:
         proc = subprocess.Popen(
-            [str(CLI), "run", task.name], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=os.environ
+            [str(CLI), "run", task.name],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=os.environ,
         )
         try:
             time.sleep(kill_after)
@@ -67,7 +71,12 @@ def test_sigkill_during_a_slow_append_then_an_immediate_rerun_duplicates_nothing
                 proc.wait()
 
     again = subprocess.run(
-        [str(CLI), "run", task.name], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=100, env=os.environ
+        [str(CLI), "run", task.name],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env=os.environ,
     )
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert relay.wait_idle(60), "the relay still holds bytes a minute later"
