@@ -203,7 +203,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(pair: Pair, mailmig_home: Pa
     assert contents(pair.src, "alice") == src_before
 
     assert cli(mailmig_home, "run", name).returncode == 0
-    assert {p.name for p in (mailmig_home / "data" / "state").iterdir()} == {f"{name}.lock", f"{name}.sqlite"}
+    state = mailmig_home / "data" / "state"
+    assert {p.name for p in state.iterdir()} == {f"{name}.lock", f"{name}.sqlite", "destinations"}
+    assert [p.name for p in (state / "destinations").iterdir()] == ["alice.lock"]  # the account's lock
     mb.seed(pair.src, "alice", {"INBOX": [mb.Msg(message(6), (), when(2021, 1, 1))]})
     home_before, dst_before = tree(mailmig_home), contents(pair.dst, "alice")
 
