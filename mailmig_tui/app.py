@@ -66,7 +66,7 @@ class MailmigApp(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(TasksScreen())
-        self.set_interval(DRAIN_SECONDS, self.drain)
+        self._drain_timer = self.set_interval(DRAIN_SECONDS, self.drain, pause=True)  # runs only while runs do
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:
             try:
@@ -116,6 +116,7 @@ class MailmigApp(App[None]):
             return None
         run = Run(name, Redactor(runner.secrets_of(task, settings)))
         self.runs[name] = run
+        self._drain_timer.resume()
         self.run_worker(
             partial(self._run_task, run, task, settings),
             name=f"run {name}", group=f"task-{name}", description=f"migrating {name}",
@@ -139,6 +140,8 @@ class MailmigApp(App[None]):
             self._drain(run)
         if (self.hung_up or self.quitting) and not self.runs:
             self.exit(return_code=EXIT_INTERRUPTED if self.hung_up else 0)
+        elif not self.runs:
+            self._drain_timer.pause()  # an idle app wakes up for nothing
 
     def _drain(self, run: Run) -> None:
         batch = run.sink.drain()
@@ -201,6 +204,7 @@ class MailmigApp(App[None]):
     def hangup(self) -> None:
         """The terminal is gone (SIGHUP) or we are told to stop (SIGTERM): stop every run, then exit."""
         self.hung_up = True
+        self._drain_timer.resume()
         for run in self.runs.values():
             run.stop()
         driver = self._driver
@@ -219,6 +223,7 @@ class MailmigApp(App[None]):
             if not stop:
                 return
             self.quitting = True
+            self._drain_timer.resume()
             for run in self.runs.values():
                 run.stop()
                 self.post_to_screens(RunStateChanged(run))

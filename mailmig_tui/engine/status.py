@@ -68,6 +68,22 @@ def _signature(db: Path) -> tuple[tuple[int, int] | None, ...]:
     return tuple(out)
 
 
+def files_signature(names: list[str], p: store.Paths | None = None) -> tuple[object, ...]:
+    """Changes whenever a status shown for ``names`` can have changed: a task file added, removed or
+    edited, a state database or run lock written, and once a minute (the next scheduled start).
+    A few stat calls: a screen polls this and reads statuses only when it changed."""
+    p = p or store.paths()
+    out: list[object] = [int(dt.datetime.now().timestamp() // 60)]
+    try:
+        out.append(tuple(sorted((f.name, f.stat().st_mtime_ns) for f in p.tasks_dir.glob("*.toml"))))
+    except OSError:
+        out.append(None)
+    for name in names:
+        out.append(_signature(p.state_file(name)))
+        out.append(_signature(runner.lock_path(p, name))[0])
+    return tuple(out)
+
+
 class StatusReader:
     """Statuses of tasks, re-reading a state database only when its files changed. Thread-safe."""
 

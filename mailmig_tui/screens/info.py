@@ -26,13 +26,13 @@ from mailmig_tui.engine.logfile import LogRecord
 from mailmig_tui.engine.logtail import LogFollower
 from mailmig_tui.engine.model import Task, account_key
 from mailmig_tui.engine.state import AccountSummary
-from mailmig_tui.engine.status import StatusReader, TaskStatus
+from mailmig_tui.engine.status import StatusReader, TaskStatus, files_signature
 from mailmig_tui.messages import RunEvents, RunStateChanged
 from mailmig_tui.runs import Run, duration_text, holder_text, size_text, status_style, status_text, when_text
 from mailmig_tui.widgets.log_pane import ALL_ACCOUNTS, LogPane
 from mailmig_tui.widgets.summary_table import AccountRow, SummaryTable, skipped_detail
 
-FOLLOW_SECONDS = 0.5
+FOLLOW_SECONDS = 1.0  # a run of another process: its new log lines, at most a second late
 STATE_SECONDS = 1.0
 HISTORY_RECORDS = 20_000
 
@@ -71,6 +71,7 @@ class InfoScreen(Screen[None]):
         self._reader = StatusReader()
         self._seen_seq = 0
         self._inapp_since: float | None = None
+        self._polled: tuple[object, ...] = ()
         try:
             self.mig_task = store.load_task(task_name)
         except store.ConfigError as exc:
@@ -171,7 +172,7 @@ class InfoScreen(Screen[None]):
         self._show_rows()
         self._show_status()
         self.refresh_bindings()
-        self.refresh_state()
+        self.refresh_state(force=True)
 
     # ----------------------------------------------------------------------------------------
     # The summary: state database figures plus live states.
@@ -181,7 +182,12 @@ class InfoScreen(Screen[None]):
         summaries, _ = self._reader.state(self.task_name)
         return (self._reader.status(task) if task else None), summaries
 
-    def refresh_state(self) -> None:
+    def refresh_state(self, *, force: bool = False) -> None:
+        """Read the state again (in a thread) when a file it comes from changed, or a run is going."""
+        sig = files_signature([self.task_name])
+        if sig == self._polled and not force and not self.running:
+            return
+        self._polled = sig
         self._state_worker(self.mig_task)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

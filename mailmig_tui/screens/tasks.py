@@ -16,7 +16,7 @@ from textual.worker import Worker, WorkerState
 
 from mailmig_tui.engine import store
 from mailmig_tui.engine.model import SOURCE_TYPE_LABELS, Task, validate_task_name
-from mailmig_tui.engine.status import StatusReader, TaskStatus
+from mailmig_tui.engine.status import StatusReader, TaskStatus, files_signature
 from mailmig_tui.messages import RunEvents, RunStateChanged
 from mailmig_tui.runs import holder_text, status_style, status_text, when_text
 from mailmig_tui.screens.modals import ConfirmModal, DeleteTaskModal, ErrorModal, PromptModal
@@ -55,6 +55,7 @@ class TasksScreen(Screen[None]):
         self._reader = StatusReader()
         self._shown: dict[str, dict[str, str]] = {}
         self._files: dict[str, int] = {}
+        self._polled: tuple[object, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -202,6 +203,12 @@ class TasksScreen(Screen[None]):
         return getattr(self.app, "runs", {})
 
     def poll(self) -> None:
+        """Statuses read again (in a thread) only when a file they come from changed: an idle app
+        costs a few stat calls a second."""
+        sig = files_signature(list(self.tasks))
+        if sig == self._polled:
+            return
+        self._polled = sig
         tasks = {n: t for n, t in self.tasks.items() if isinstance(t, Task)}
         self._poll_worker(tasks, self._files)
 
@@ -231,6 +238,7 @@ class TasksScreen(Screen[None]):
     def on_run_state_changed(self, message: RunStateChanged) -> None:
         self.refresh_rows([message.run.task])
         if message.run.ended:
+            self._polled = ()
             self.poll()
 
     # ----------------------------------------------------------------------------------------
