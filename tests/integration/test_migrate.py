@@ -188,3 +188,37 @@ def test_wrong_password_fails_that_account_only(pair: Pair) -> None:
     assert len(finished) == 3
     log = store.paths().log_file(task.name).read_text()
     assert "not-bobs-password" not in log and "alice-pw" not in log and "login refused for bob" in log
+
+
+def test_a_name_dovecot_sends_unquoted_with_a_bracket_is_copied_and_listed_again(pair: Pair) -> None:
+    """``* LIST (\\HasNoChildren) "/" Invoices[2019``: IMAPClient's reader fails on it ("No closing
+    ']'"); both sides list it, so the next run must read it at the destination too."""
+    folders = ["INBOX", "Invoices[2019", "Work"]
+    mb.seed(
+        pair.src,
+        "alice",
+        {
+            "INBOX": [mb.Msg(message(1), ("\\Seen",), when(2020, 1, 1))],
+            "Invoices[2019": [mb.Msg(message(2), (), when(2019, 2, 1)), mb.Msg(message(3), (), when(2019, 3, 1))],
+            "Work": [mb.Msg(message(4), ("\\Flagged",), when(2021, 4, 1))],
+        },
+    )
+    assert b'(\\HasNoChildren) "/" Invoices[2019' in mb.raw_list(pair.src, "alice")  # unquoted, really
+    task, settings = pair.task(), pair.settings()
+
+    first = runner.run_task(task, settings)
+
+    (acct,) = first.accounts
+    assert (acct.status, acct.error, acct.copied) == ("complete", "", 4)
+    assert b'(\\HasNoChildren) "/" Invoices[2019' in mb.raw_list(pair.dst, "alice")
+    src = mb.contents(mb.snapshot(pair.src, "alice", folders))
+    assert mb.contents(mb.snapshot(pair.dst, "alice", folders)) == src
+
+    mb.append(pair.src, "alice", "Invoices[2019", [mb.Msg(message(5), (), when(2019, 5, 1))])
+    second = runner.run_task(task, settings)
+
+    (acct,) = second.accounts
+    assert (second.status, acct.status, acct.error, acct.copied) == ("completed", "complete", "", 1)
+    dst = mb.contents(mb.snapshot(pair.dst, "alice", folders))
+    assert dst == mb.contents(mb.snapshot(pair.src, "alice", folders))
+    assert len(dst["Invoices[2019"]) == 3
