@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from mailmig_tui.engine import runner, store
 from mailmig_tui.engine.events import AccountFinished, FolderProgress
@@ -222,3 +223,26 @@ def test_a_name_dovecot_sends_unquoted_with_a_bracket_is_copied_and_listed_again
     dst = mb.contents(mb.snapshot(pair.dst, "alice", folders))
     assert dst == mb.contents(mb.snapshot(pair.src, "alice", folders))
     assert len(dst["Invoices[2019"]) == 3
+
+
+def test_a_folder_the_source_lists_but_cannot_open_fails_alone(dovecot_factory: Any, mailmig_home: Any) -> None:
+    """A Maildir++ directory whose name is not modified UTF-7 on disk: Dovecot lists it (as
+    ``Bad&AAE-Name``) but refuses its STATUS. That folder fails, the others are copied, on each run."""
+    pair = Pair(dovecot_factory(name="src", separator="."), dovecot_factory(name="dst", autocreate=True))
+    mb.seed(pair.src, "alice", {"INBOX": [mb.Msg(message(1))], "Work": [mb.Msg(message(2)), mb.Msg(message(3))]})
+    pair.src.create_folder_on_disk("alice", "Bad\x01Name")  # on disk as it is, not as "Bad&AAE-Name"
+    assert b'(\\HasNoChildren) "." Bad&AAE-Name' in mb.raw_list(pair.src, "alice")
+    task, settings = pair.task(), pair.settings()
+
+    for copied in (3, 0):
+        result = runner.run_task(task, settings)
+
+        (acct,) = result.accounts
+        assert (result.status, acct.status, acct.copied, acct.folders) == ("partial", "partial", copied, 2)
+        assert list(acct.folder_errors) == ["Bad\x01Name"]
+        assert acct.folder_errors["Bad\x01Name"].startswith("the source refused STATUS: ")
+        assert '"Bad\x01Name": the source refused STATUS: ' in acct.error
+        want = mb.contents(mb.snapshot(pair.src, "alice", ["INBOX", "Work"]))
+        assert mb.contents(mb.snapshot(pair.dst, "alice", ["INBOX", "Work"])) == want
+    report = next(f for f in result.reports["alice"] if f.source == "Bad\x01Name")
+    assert report.error == acct.folder_errors["Bad\x01Name"]
