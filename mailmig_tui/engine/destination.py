@@ -22,7 +22,7 @@ from mailmig_tui.engine.folders import RemoteFolder
 from mailmig_tui.engine.model import Destination as DestinationSettings
 from mailmig_tui.engine.model import User
 from mailmig_tui.engine.sources.base import FolderRefused, fingerprint_of
-from mailmig_tui.engine.sources.imap import fetch_meta, list_folders, text_of
+from mailmig_tui.engine.sources.imap import fetch_meta, list_folders, refusals, text_of
 
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([0-9:,]+)\]", re.IGNORECASE)
 _ATOM_SPECIALS = set('(){ %*"\\]') | {chr(c) for c in range(0x20)} | {chr(0x7F)}
@@ -169,9 +169,12 @@ class DestinationMailbox:
             pass  # a server without subscriptions still holds the mail
 
     def select(self, name: str) -> SelectedFolder:
+        """The folder, selected; FolderRefused when the server will not open it."""
         if self._selected is not None and self._selected.name == name:
             return self._selected
-        info = self._client.select_folder(name, readonly=self.readonly)
+        self._selected = None  # a refused SELECT leaves no folder open (RFC 3501)
+        with refusals(f'the destination refused to open "{name}"'):
+            info = self._client.select_folder(name, readonly=self.readonly)
         perm = frozenset(text_of(f).lower() for f in info.get(b"PERMANENTFLAGS", ()))
         self._selected = SelectedFolder(name, int(info.get(b"UIDVALIDITY", 0)), perm)
         return self._selected

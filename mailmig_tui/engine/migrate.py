@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from mailmig_tui.engine.account import AccountContext, Cancelled, Progress, Work, filters_key
+from mailmig_tui.engine.account import AccountContext, Cancelled, Progress, Work, filters_key, folder_failed
 from mailmig_tui.engine.copy_streams import copy_work
 from mailmig_tui.engine.destination import DestinationMailbox
 from mailmig_tui.engine.events import AccountResult
@@ -109,8 +109,7 @@ def _plan(
             folder_work = _plan_folder(ctx, source, dest, plan, status, rows[name], report, result)
         except FolderRefused as exc:
             report.error = str(exc)
-            result.folder_errors[name] = str(exc)
-            ctx.log(f"folder failed, the account's other folders go on: {exc}", "error", name)
+            folder_failed(ctx, result, name, exc)
             continue
         result.folders += 1
         if folder_work is not None:

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from mailmig_tui.engine import runner, store
+from mailmig_tui.engine.account import Limits
 from mailmig_tui.engine.events import AccountFinished, FolderProgress
 from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
 from mailmig_tui.engine.state import StateDB
@@ -246,3 +247,32 @@ def test_a_folder_the_source_lists_but_cannot_open_fails_alone(dovecot_factory: 
         assert mb.contents(mb.snapshot(pair.dst, "alice", ["INBOX", "Work"])) == want
     report = next(f for f in result.reports["alice"] if f.source == "Bad\x01Name")
     assert report.error == acct.folder_errors["Bad\x01Name"]
+
+
+def test_a_folder_deleted_at_the_source_during_the_copy_fails_alone(pair: Pair) -> None:
+    """Planned, then gone before its turn in the copy: EXAMINE is refused. The other folders are copied;
+    the next run no longer lists it and completes."""
+    big = [mb.Msg(message(i), (), when(2020, 1, 1 + i)) for i in range(12)]
+    mb.seed(pair.src, "alice", {"INBOX": big, "Doomed": [mb.Msg(message(99), (), when(2020, 2, 1))]})
+    task, settings = pair.task(), pair.settings()
+    struck: list[FolderProgress] = []
+
+    def sink(event: object) -> None:
+        if isinstance(event, FolderProgress) and not struck:  # INBOX's first batch: Doomed (smaller) comes last
+            struck.append(event)
+            client = mb.connect(pair.src, "alice")
+            client.delete_folder("Doomed")
+            client.logout()
+
+    result = runner.run_task(task, settings, sink=sink, limits=Limits(batch_messages=2, queue_depth=1))
+
+    (acct,) = result.accounts
+    assert struck and struck[0].folder == "INBOX"
+    assert (acct.status, acct.copied, acct.folders, list(acct.folder_errors)) == ("partial", 12, 1, ["Doomed"])
+    assert "Mailbox doesn't exist: Doomed" in acct.folder_errors["Doomed"]
+    assert contents(pair.dst, "alice")["INBOX"] == contents(pair.src, "alice")["INBOX"]
+
+    again = runner.run_task(task, settings)
+
+    (acct,) = again.accounts
+    assert (acct.status, acct.copied, acct.error) == ("complete", 0, "")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from imapclient import IMAPClient
@@ -83,6 +84,20 @@ def _answer(imap: Any, name: str, tag: bytes) -> tuple[bool, list]:
     except imap.error as exc:
         return False, [str(exc).encode()]
     return text_of(typ).upper() == "OK", data
+
+
+@contextmanager
+def refusals(what: str) -> Iterator[None]:
+    """A server's refusal of a command on one folder (NO, BAD, an answer that cannot be read) as
+    FolderRefused("what: the server's words"); a dropped connection passes through (it is retried)."""
+    try:
+        yield
+    except IMAPClientAbortError:
+        raise
+    except (IMAPClientError, imapconn.ImapError) as exc:
+        if isinstance(exc, imapconn.ImapError) and exc.kind != "protocol":
+            raise
+        raise FolderRefused(f"{what}: {exc}") from None
 
 
 def list_folders(client: IMAPClient, returns: str = "") -> list[RemoteFolder]:
@@ -362,14 +377,8 @@ class ImapSource:
 
     def list_messages(self, folder: RemoteFolder, status: FolderStatus, known: set[str], filters: Filters) -> Listing:
         """FolderRefused when the server will not open or search this folder (the connection stays usable)."""
-        try:
+        with refusals("the source refused to open or read the folder"):
             return self._list_messages(folder, status, known, filters)
-        except IMAPClientAbortError:
-            raise
-        except (IMAPClientError, imapconn.ImapError) as exc:
-            if isinstance(exc, imapconn.ImapError) and exc.kind != "protocol":
-                raise
-            raise FolderRefused(f"the source refused to open or read the folder: {exc}") from None
 
     def _list_messages(self, folder: RemoteFolder, status: FolderStatus, known: set[str], filters: Filters) -> Listing:
         if status.messages == 0:
@@ -408,9 +417,11 @@ class ImapSource:
         return Listing(fetch_meta(self._client, sorted(unknown)), +skipped)
 
     def fetch(self, folder: RemoteFolder, ids: list[str]) -> list[Fetched]:
+        """FolderRefused when the server will not open the folder or FETCH from it."""
         if not ids:
             return []
-        fetched = uid_fetch(self._client, ",".join(ids), [b"BODY.PEEK[]"], examine=self._to_open(folder))
+        with refusals("the source refused to open or read the folder"):
+            fetched = uid_fetch(self._client, ",".join(ids), [b"BODY.PEEK[]"], examine=self._to_open(folder))
         self._selected = folder.imap_name
         got = {i.uid: i.section for i in fetched}
         return [Fetched(i, got.get(int(i))) for i in ids]
