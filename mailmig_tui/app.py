@@ -178,7 +178,9 @@ class MailmigApp(App[None]):
             return
         failed = sum(1 for a in result.accounts if a.status == "failed")
         ok = sum(1 for a in result.accounts if a.status == "complete")
-        text = f"{run.task}: run {result.status}: {ok} complete, {failed} failed"
+        partial = sum(1 for a in result.accounts if a.status == "partial")
+        text = f"{run.task}: run {result.status}: {ok} complete, " + (f"{partial} partial, " if partial else "")
+        text += f"{failed} failed"
         if result.status == "stopped":
             text += "; start it again to resume"
         severity = "information" if result.status in ("completed", "stopped") else "error"

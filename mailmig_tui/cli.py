@@ -286,7 +286,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(line + (f"\n    {r.error}" if r.error else ""))
     if result.status == "stopped":
         return EXIT_INTERRUPTED
-    return EXIT_SOME_FAILED if any(r.status == "failed" or r.failed for r in result.accounts) else EXIT_OK
+    return EXIT_SOME_FAILED if any(r.status in ("failed", "partial") or r.failed for r in result.accounts) else EXIT_OK
 
 
 def _result_dict(r: events.AccountResult) -> dict[str, Any]:
@@ -298,6 +298,7 @@ def _result_dict(r: events.AccountResult) -> dict[str, Any]:
         "copied": r.copied,
         "skipped": dict(r.skipped),
         "skipped_folders": dict(r.skipped_folders),
+        "failed_folders": dict(r.folder_errors),
         "failed": r.failed,
         "bytes": r.bytes,
         "duration": r.duration,
@@ -311,6 +312,8 @@ def _print_plan(result: runner.RunResult, out: TextIO) -> None:
         for f in reports:
             if f.skip_reason:
                 action = f"skipped: {f.skip_reason}"
+            elif f.error:
+                action = f"failed: {f.error}"
             elif f.unchanged:
                 action = "unchanged since the last run"
             else:

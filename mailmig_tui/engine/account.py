@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailmig_tui.engine.destination import DestinationMailbox
-from mailmig_tui.engine.events import LogLine, Sink
+from mailmig_tui.engine.events import AccountResult, LogLine, Sink
 from mailmig_tui.engine.folders import FolderPlan
 from mailmig_tui.engine.model import Settings, Task, User, account_key
-from mailmig_tui.engine.sources.base import FolderStatus, MessageMeta, Source
+from mailmig_tui.engine.sources.base import FolderRefused, FolderStatus, MessageMeta, Source
 from mailmig_tui.engine.state import StateDB
 
 SKIP_VANISHED = "vanished from the source during the run"
@@ -164,6 +164,15 @@ class Work:
     failures: int = 0
     copied: int = 0
     done: int = 0
+
+
+def folder_failed(ctx: AccountContext, result: AccountResult, folder: str, exc: FolderRefused) -> bool:
+    """Record that ``folder`` failed alone (its first reason is kept) and log it; False if it had already."""
+    if folder in result.folder_errors:
+        return False
+    result.folder_errors[folder] = str(exc)
+    ctx.log(f"folder failed, the account's other folders go on: {exc}", "error", folder)
+    return True
 
 
 def filters_key(task: Task) -> str:

@@ -5,7 +5,9 @@ batch (MULTIAPPEND) and records it in the state database in one transaction.
 Folders go biggest first, each whole through one stream. The account's own thread runs the first
 stream; while the run has concurrency to spare (SpareStreams), more streams with their own source,
 destination and state connections take the next folders. A failing stream stops the others and
-the attempt ends with its error (the runner retries the account, then over one connection).
+the attempt ends with its error (the runner retries the account, then over one connection). A
+folder a server refuses (FolderRefused) fails alone: its batches still to come are dropped, the
+stream goes on with the next folder.
 """
 
 from __future__ import annotations
@@ -27,10 +29,18 @@ from mailmig_tui.engine.account import (
     Progress,
     Work,
     filters_key,
+    folder_failed,
 )
 from mailmig_tui.engine.destination import Appendable, DestinationMailbox
 from mailmig_tui.engine.events import AccountResult, FolderProgress, MessageFailed
-from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, MessageMeta, Source, fingerprint_of
+from mailmig_tui.engine.sources.base import (
+    SKIP_EXISTING,
+    SKIP_TOO_BIG,
+    FolderRefused,
+    MessageMeta,
+    Source,
+    fingerprint_of,
+)
 from mailmig_tui.engine.state import COPIED, EXISTING, FAILED, SKIPPED, MessageRow, StateDB
 
 
@@ -84,6 +94,16 @@ class _Shared:
         with self.lock:
             self.errors.append(exc)
         self.stop.set()
+
+    def folder_failed(self, ctx: AccountContext, w: Work, exc: FolderRefused) -> None:
+        """A server refused this folder: it fails alone, its batches still to come are dropped."""
+        with self.lock:
+            if folder_failed(ctx, self.result, w.plan.source.name, exc):
+                self.result.folders -= 1
+
+    def failed(self, w: Work) -> bool:
+        with self.lock:
+            return w.plan.source.name in self.result.folder_errors
 
 
 _DONE = object()
@@ -192,13 +212,19 @@ def _stream(
                 return
             more()
             if check_validity:  # another connection planned this folder: its UIDs must still mean the same
-                now = source.status(w.plan.source).validity
+                try:
+                    now = source.status(w.plan.source).validity
+                except FolderRefused as exc:
+                    shared.folder_failed(ctx, w, exc)
+                    continue
                 if now != w.status.validity:
                     raise FolderChanged(
                         f"{w.plan.source.name}: the folder's UIDVALIDITY changed during the run "
                         f"({w.status.validity} → {now}); planning again"
                     )
             for batch, size in _folder_batches(ctx.limits, w):
+                if shared.failed(w):
+                    break
                 yield w, batch, size
 
     def reader() -> None:
@@ -209,6 +235,10 @@ def _stream(
                 ctx.budget.acquire(size, ctx.cancel)
                 try:
                     fetched = source.fetch(w.plan.source, [m.id for m in batch])
+                except FolderRefused as exc:
+                    ctx.budget.release(size)
+                    shared.folder_failed(ctx, w, exc)
+                    continue
                 except BaseException:
                     ctx.budget.release(size)
                     raise
@@ -230,7 +260,10 @@ def _stream(
                 raise item
             w, batch, fetched, size = item
             try:
-                _append_batch(ctx, state, dest, w, batch, fetched, shared)
+                if not shared.failed(w):
+                    _append_batch(ctx, state, dest, w, batch, fetched, shared)
+            except FolderRefused as exc:  # raised before anything of the batch is appended
+                shared.folder_failed(ctx, w, exc)
             finally:
                 ctx.budget.release(size)
             if ctx.cancel.is_set():
@@ -304,9 +337,13 @@ def _append_batch(
         size = sum(len(raw) for _, _, raw in to_append)
         inflight = state.begin_inflight(ctx.key, name, validity, dest_name, (m.id for m, _, _ in to_append), size)
         t0 = time.monotonic()
-        outcomes = dest.append(
-            dest_name, [Appendable(raw, meta.flags, meta.internaldate) for meta, _, raw in to_append]
-        )
+        try:
+            outcomes = dest.append(
+                dest_name, [Appendable(raw, meta.flags, meta.internaldate) for meta, _, raw in to_append]
+            )
+        except FolderRefused:  # refused before anything of the batch was sent: nothing is on its way
+            state.clear_inflight([inflight])
+            raise
         sample = (size, time.monotonic() - t0)
         dest_validity = dest.select(dest_name).uidvalidity
         for (meta, fp, raw), outcome in zip(to_append, outcomes, strict=True):

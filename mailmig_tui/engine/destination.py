@@ -15,14 +15,14 @@ from dataclasses import dataclass
 
 from imapclient import IMAPClient
 from imapclient.datetime_util import datetime_to_INTERNALDATE
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from mailmig_tui.engine import imapconn
 from mailmig_tui.engine.folders import RemoteFolder
 from mailmig_tui.engine.model import Destination as DestinationSettings
 from mailmig_tui.engine.model import User
-from mailmig_tui.engine.sources.base import fingerprint_of
-from mailmig_tui.engine.sources.imap import fetch_meta, text_of
+from mailmig_tui.engine.sources.base import FolderRefused, fingerprint_of
+from mailmig_tui.engine.sources.imap import fetch_meta, list_folders, refusals, text_of
 
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([0-9:,]+)\]", re.IGNORECASE)
 _ATOM_SPECIALS = set('(){ %*"\\]') | {chr(c) for c in range(0x20)} | {chr(0x7F)}
@@ -131,12 +131,14 @@ class DestinationMailbox:
 
     def list_folders(self) -> list[RemoteFolder]:
         if self._folders is None:
-            folders = [RemoteFolder.from_imapclient(e) for e in self._client.list_folders()]
-            self._folders = {f.name: f for f in folders}
+            self._folders = {f.name: f for f in list_folders(self._client)}
         return list(self._folders.values())
 
     def ensure_folder(self, name: str) -> bool:
-        """Create (and subscribe) the folder and its missing parents; True if something was created."""
+        """Create (and subscribe) the folder and its missing parents; True if something was created.
+
+        FolderRefused when the server refuses a CREATE (a reserved or invalid name, too long…).
+        """
         existing = {f.name for f in self.list_folders()}
         if name in existing or (name.upper() == "INBOX"):
             return False
@@ -148,11 +150,11 @@ class DestinationMailbox:
                 continue
             try:
                 self._client.create_folder(path)
+            except IMAPClientAbortError:
+                raise
             except IMAPClientError as exc:
                 if "ALREADYEXISTS" not in str(exc).upper():
-                    raise imapconn.ImapError(
-                        "protocol", f"cannot create folder {path!r} at the destination: {exc}"
-                    ) from None
+                    raise FolderRefused(f'the destination refused to create "{path}" ({_server_text(exc)})') from None
             self._subscribe(path)
             assert self._folders is not None
             self._folders[path] = RemoteFolder(path, self.delimiter)
@@ -167,9 +169,12 @@ class DestinationMailbox:
             pass  # a server without subscriptions still holds the mail
 
     def select(self, name: str) -> SelectedFolder:
+        """The folder, selected; FolderRefused when the server will not open it."""
         if self._selected is not None and self._selected.name == name:
             return self._selected
-        info = self._client.select_folder(name, readonly=self.readonly)
+        self._selected = None  # a refused SELECT leaves no folder open (RFC 3501)
+        with refusals(f'the destination refused to open "{name}"'):
+            info = self._client.select_folder(name, readonly=self.readonly)
         perm = frozenset(text_of(f).lower() for f in info.get(b"PERMANENTFLAGS", ()))
         self._selected = SelectedFolder(name, int(info.get(b"UIDVALIDITY", 0)), perm)
         return self._selected
@@ -288,6 +293,7 @@ class DestinationMailbox:
 
 
 def _server_text(exc: Exception | str) -> str:
-    text = str(exc)
+    """The server's words in a refusal, without imapclient's "create failed: " or the NO/BAD."""
+    text = re.sub(r"^[a-z]+ failed: ", "", str(exc))
     m = re.search(r"\b(?:NO|BAD)\s+(.*)", text)
     return (m.group(1) if m else text).strip().strip("'\"")[:300]

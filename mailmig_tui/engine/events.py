@@ -35,6 +35,7 @@ class RunFinished(Event):
     succeeded: int = 0
     failed: int = 0
     stopped: int = 0
+    partial: int = 0  # accounts copied but for some folders
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class AccountResult:
 
     account: str
     destination: str
-    status: str = "running"  # complete | failed | stopped
+    status: str = "running"  # complete | partial (some folders failed, the others are copied) | failed | stopped
     folders: int = 0
     copied: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
@@ -57,7 +58,7 @@ class AccountResult:
     bytes: int = 0
     duration: float = 0.0
     error: str = ""
-    folder_errors: list[str] = field(default_factory=list)
+    folder_errors: dict[str, str] = field(default_factory=dict)  # folder that failed → why (its source name)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,9 @@ def describe(event: Event) -> tuple[str, str, str]:
         return (
             "info" if event.status == "completed" else "warning",
             "",
-            f"run {event.status}: {event.succeeded} complete, {event.failed} failed, {event.stopped} stopped",
+            f"run {event.status}: {event.succeeded} complete, "
+            + (f"{event.partial} partial, " if event.partial else "")
+            + f"{event.failed} failed, {event.stopped} stopped",
         )
     if isinstance(event, AccountStarted):
         return "info", "", "account started"

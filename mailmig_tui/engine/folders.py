@@ -12,7 +12,8 @@ Pure functions over LIST results; no sockets. The rules, in the order they apply
 4. The plan maps INBOX to the destination INBOX and Sent/Drafts/Trash/Junk/Archive to the
    destination's folder of the same kind, whatever it is called on each side; their children follow
    them. Other folders keep their logical path under the destination prefix, with the destination
-   separator; a name part holding that separator gets ``_`` instead. Virtual views (\\All,
+   separator; a name part holding that separator, or control characters (which Dovecot refuses in
+   a new name), gets ``_`` instead of each. Virtual views (\\All,
    \\Flagged, Gmail's \\Important) and non-selectable folders are never copied.
 5. The mailbox filter (keywords, ``/regex/`` keywords, exceptions) decides on the logical path.
 """
@@ -27,6 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from imapclient import imap_utf7
+from imapclient.exceptions import ProtocolError
+from imapclient.response_parser import parse_response
 
 SPECIAL_USE = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged")
 """RFC 6154 attributes this tool understands, in the order :attr:`RemoteFolder.special_use` prefers."""
@@ -181,6 +184,100 @@ class RemoteFolder:
             decoded = name
         delim = _text(delimiter) if delimiter is not None else None
         return cls(decoded, delim or None, frozenset(_text(flag) for flag in flags), wire)
+
+
+_LIST_HEAD = re.compile(rb'\(([^)]*)\) (?:(NIL)|"(\\.|[^"\\])") ', re.IGNORECASE)
+_LITERAL = re.compile(rb"\{(\d+)\+?\}")
+
+
+def _responses(data: Iterable[bytes | tuple[bytes, bytes] | None]) -> list[tuple[bytes, list[bytes]]]:
+    """imaplib's untagged data grouped into responses: each one's text and its literals, in order.
+
+    A line that ends in a literal comes as a tuple ``(line, literal)``, and what follows the literal
+    as the next item, up to the end of the response (``b""`` when nothing follows).
+    """
+    out: list[tuple[bytes, list[bytes]]] = []
+    pending: tuple[bytes, list[bytes]] | None = None
+    for item in data:
+        if item is None:
+            continue
+        if isinstance(item, tuple):
+            text, literals = pending or (b"", [])
+            pending = (text + item[0], [*literals, item[1]])
+        elif pending is not None:
+            out.append((pending[0] + item, pending[1]))
+            pending = None
+        elif item:
+            out.append((item, []))
+    if pending is not None:
+        out.append(pending)
+    return out
+
+
+def _astring(text: bytes, pos: int, literals: list[bytes]) -> tuple[bytes, int] | None:
+    """A mailbox name at ``text[pos:]`` (quoted, literal or atom) and where it ends; None if there is none.
+
+    An atom runs to the next space: servers send names such as ``Invoices[2019`` unquoted although
+    ``[`` may not appear in an atom (RFC 3501), and such a name is still the folder's name.
+    """
+    if text[pos : pos + 1] == b'"':
+        out = bytearray()
+        i = pos + 1
+        while i < len(text):
+            if text[i] == 0x5C and i + 1 < len(text):  # backslash: the next octet as it is
+                out.append(text[i + 1])
+                i += 2
+            elif text[i] == 0x22:
+                return bytes(out), i + 1
+            else:
+                out.append(text[i])
+                i += 1
+        return None
+    literal = _LITERAL.match(text, pos)
+    if literal is not None and literals:
+        return literals.pop(0), literal.end()
+    end = text.find(b" ", pos)
+    end = len(text) if end < 0 else end
+    return (text[pos:end], end) if end > pos else None
+
+
+def parse_list_response(data: Iterable[bytes | tuple[bytes, bytes] | None]) -> list[RemoteFolder]:
+    """The folders of a LIST response as imaplib hands it over (``typ, data = imap.list()``).
+
+    Read here rather than by IMAPClient, whose parser refuses an unquoted name with an unmatched
+    ``[`` (``* LIST (\\HasNoChildren) "/" Invoices[2019``, as Dovecot sends it) and so would fail
+    the whole account. Extended data after the name (LIST-EXTENDED) is ignored. A line that is not a
+    LIST response raises ValueError naming it.
+    """
+    folders = []
+    for text, literals in _responses(data):
+        head = _LIST_HEAD.match(text)
+        name = _astring(text, head.end(), literals) if head else None
+        if head is None or name is None:
+            raise ValueError(f"cannot read the server's LIST response: {text!r}")
+        flags = tuple(head.group(1).split())
+        delimiter = None if head.group(2) else head.group(3)[-1:]
+        folders.append(RemoteFolder.from_imapclient((flags, delimiter, name[0])))
+    return folders
+
+
+def parse_status_response(data: Iterable[bytes | tuple[bytes, bytes] | None]) -> list[tuple[bytes, dict[str, int]]]:
+    """Each STATUS response's mailbox name (as the server spells it) and items (``{"MESSAGES": 3, …}``).
+
+    Names are read as :func:`parse_list_response` reads them; ValueError for a response it cannot read.
+    """
+    out = []
+    for text, literals in _responses(data):
+        name = _astring(text, 0, literals)
+        rest = text[name[1] :].strip() if name else b""
+        try:
+            (items,) = parse_response([rest]) if rest.startswith(b"(") else (None,)
+        except (ProtocolError, ValueError):
+            items = None
+        if name is None or not isinstance(items, tuple) or len(items) % 2:
+            raise ValueError(f"cannot read the server's STATUS response: {text!r}")
+        out.append((name[0], {_text(key).upper(): value for key, value in zip(items[::2], items[1::2], strict=True)}))
+    return out
 
 
 def _split(name: str, delimiter: str | None) -> list[str]:
@@ -367,11 +464,21 @@ def dest_special_folder(
     return dest_delimiter.join([*_prefix_parts(dest_prefix, dest_delimiter), DEFAULT_NAMES[kind]])
 
 
+def _is_control(char: str) -> bool:
+    return unicodedata.category(char) == "Cc"
+
+
 def _safe_part(part: str, delimiter: str, notes: list[str]) -> str:
-    if delimiter not in part:
-        return part
-    written = part.replace(delimiter, "_")
-    notes.append(f'name part "{part}" contains the destination separator "{delimiter}": written as "{written}"')
+    written = part
+    if delimiter in part:
+        written = part.replace(delimiter, "_")
+        notes.append(f'name part "{part}" contains the destination separator "{delimiter}": written as "{written}"')
+    if any(_is_control(c) for c in written):
+        shown = "".join(f"\\x{ord(c):02x}" if _is_control(c) else c for c in written)
+        written = "".join("_" if _is_control(c) else c for c in written)
+        notes.append(
+            f'name part "{shown}" contains control characters, which the destination may refuse: written as "{written}"'
+        )
     return written
 
 

@@ -25,14 +25,15 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from mailmig_tui.engine.account import AccountContext, Cancelled, Progress, Work, filters_key
+from mailmig_tui.engine.account import AccountContext, Cancelled, Progress, Work, filters_key, folder_failed
 from mailmig_tui.engine.copy_streams import copy_work
 from mailmig_tui.engine.destination import DestinationMailbox
 from mailmig_tui.engine.events import AccountResult
-from mailmig_tui.engine.folders import FolderPlan, MailboxFilter, plan_folders
+from mailmig_tui.engine.folders import FolderPlan, MailboxFilter, RemoteFolder, plan_folders
 from mailmig_tui.engine.sources.base import (
     SKIP_EXISTING,
     SKIP_TOO_BIG,
+    FolderRefused,
     FolderStatus,
     MessageMeta,
     Source,
@@ -55,6 +56,7 @@ class FolderReport:
     dest: str
     skip_reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    error: str = ""  # why the folder failed (a server refused it); the account's other folders went on
     unchanged: bool = False
     to_copy: int = 0
     to_copy_bytes: int = 0
@@ -83,9 +85,7 @@ def migrate_account(ctx: AccountContext, result: AccountResult, reports: list[Fo
         late = {r.folder for r in inflight}
         folders = _plan(ctx, source, dest, result, reports)
         held = [f for f in folders if f.plan.source.name in late]
-        work = [
-            w for f in folders if f.plan.source.name not in late and (w := _folder_work(ctx, source, dest, f, result))
-        ]
+        work = [w for f in folders if f.plan.source.name not in late and (w := _work_of(ctx, source, dest, f, result))]
         if ctx.dry_run:
             return
         progress = Progress(sum(len(w.messages) for w in work), sum(m.size for w in work for m in w.messages))
@@ -93,7 +93,7 @@ def migrate_account(ctx: AccountContext, result: AccountResult, reports: list[Fo
             copy_work(ctx, source, dest, work, result, progress)
         if held:
             _settle(ctx, dest, held, inflight)
-            work = [w for f in held if (w := _folder_work(ctx, source, dest, f, result))]
+            work = [w for f in held if (w := _work_of(ctx, source, dest, f, result))]
             progress.total += sum(len(w.messages) for w in work)
             progress.total_bytes += sum(m.size for w in work for m in w.messages)
             if work:
@@ -122,16 +122,14 @@ def _plan(
         skip_junk=f.skip_junk,
         mailbox_filter=MailboxFilter(mb.policy, mb.keywords, mb.exceptions) if mb.enabled else None,
     )
-    fkey = filters_key(ctx.task)
     listed = [p.source for p in plans if not p.skip_reason]
-    together = getattr(source, "statuses", None)  # one round trip for all (IMAP)
-    statuses = {
-        f.name: st for f, st in zip(listed, together(listed) if together else map(source.status, listed), strict=True)
-    }
+    statuses = dict(zip((folder.name for folder in listed), _statuses(source, listed), strict=True))
     rows = {name: ctx.state.folder(ctx.key, name) for name in statuses}
     ahead = getattr(source, "prefetch_listings", None)
     if ahead is not None:  # folders never listed before: their listings asked for together
-        ahead([(f, statuses[f.name]) for f in listed if rows[f.name] is None])
+        first = [(folder, statuses[folder.name]) for folder in listed if rows[folder.name] is None]
+        ahead([(folder, st) for folder, st in first if isinstance(st, FolderStatus)])
+    fkey = filters_key(ctx.task)
     folders: list[_Folder] = []
     for plan in plans:
         if ctx.cancel.is_set():
@@ -145,20 +143,41 @@ def _plan(
             result.skipped_folders[plan.skip_reason] += 1
             ctx.log(f"folder skipped: {plan.skip_reason}", "info", name)
             continue
-        result.folders += 1
-        if not ctx.dry_run:
-            dest.ensure_folder(plan.dest_name)
         status, row = statuses[name], rows[name]
+        try:
+            if isinstance(status, FolderRefused):
+                raise status
+            if not ctx.dry_run:
+                dest.ensure_folder(plan.dest_name)
+        except FolderRefused as exc:
+            report.error = str(exc)
+            folder_failed(ctx, result, name, exc)
+            continue
         if (
             row is not None
             and row.clean
             and (row.validity, row.marker, row.filters, row.dest_folder)
             == (status.validity, status.marker, fkey, plan.dest_name)
         ):
+            result.folders += 1
             report.unchanged = True
             continue
         folders.append(_Folder(plan, status, row, report))
     return folders
+
+
+def _work_of(
+    ctx: AccountContext, source: Source, dest: DestinationMailbox, folder: _Folder, result: AccountResult
+) -> Work | None:
+    """:func:`_folder_work`, or the folder failed alone when a server refuses it (the others go on)."""
+    try:
+        work = _folder_work(ctx, source, dest, folder, result)
+    except FolderRefused as exc:
+        folder.report.error = str(exc)
+        folder_failed(ctx, result, folder.plan.source.name, exc)
+        return None
+    result.folders += 1
+    return work
 
 
 def _folder_work(
@@ -269,6 +288,20 @@ def _settle(ctx: AccountContext, dest: DestinationMailbox, held: list[_Folder], 
             return
         if ctx.cancel.wait(min(0.5, quiet / 6)):
             raise Cancelled()
+
+
+def _statuses(source: Source, folders: list[RemoteFolder]) -> list[FolderStatus | FolderRefused]:
+    """Each folder's status, or why the source refused it; in one round trip where the source can (IMAP)."""
+    together = getattr(source, "statuses", None)
+    if together is not None:
+        return together(folders)
+    out: list[FolderStatus | FolderRefused] = []
+    for folder in folders:
+        try:
+            out.append(source.status(folder))
+        except FolderRefused as exc:
+            out.append(exc)
+    return out
 
 
 def _unclaimed(ctx: AccountContext, dest: DestinationMailbox, name: str) -> Counter[str]:

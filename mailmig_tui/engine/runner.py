@@ -342,15 +342,20 @@ def _run_locked(run: _Run, only: list[str]) -> RunResult:
             result.accounts = list(pool.map(one, users))
         failed = sum(1 for r in result.accounts if r.status == "failed")
         stopped = sum(1 for r in result.accounts if r.status == "stopped")
-        ok = len(result.accounts) - failed - stopped
+        partial = sum(1 for r in result.accounts if r.status == "partial")
+        ok = len(result.accounts) - failed - stopped - partial
         if stopped or run.cancel.is_set():
             result.status = "stopped"
-        elif failed:
-            result.status = "failed" if ok == 0 else "partial"
+        elif failed and not ok and not partial:
+            result.status = "failed"
+        elif failed or partial:
+            result.status = "partial"
         result.peak_budget = run.budget.peak
         if not run.dry_run:
             state.finish_run(run.run_id, result.status)
-        run.emit(RunFinished(task.name, status=result.status, succeeded=ok, failed=failed, stopped=stopped))
+        run.emit(
+            RunFinished(task.name, status=result.status, succeeded=ok, failed=failed, stopped=stopped, partial=partial)
+        )
         return result
     finally:
         state.close()
@@ -447,8 +452,17 @@ def _account(run: _Run, user: User, state: StateDB, result: AccountResult, repor
                 ctx.log(f"unexpected error: {result.error}", "error")
                 ctx.log(traceback.format_exc(), "debug")
                 break
-        if result.status == "complete" and result.failed:
-            result.error = f"{result.failed} message(s) could not be copied (they are retried next run)"
+        if result.status == "complete":
+            problems = []
+            if result.folder_errors:  # the other folders are copied: the account is not failed, but not clean
+                result.status = "partial"
+                problems.append(
+                    f"{len(result.folder_errors)} folder(s) could not be copied (tried again next run): "
+                    + "; ".join(f'"{name}": {why}' for name, why in result.folder_errors.items())
+                )
+            if result.failed:
+                problems.append(f"{result.failed} message(s) could not be copied (they are retried next run)")
+            result.error = "; ".join(problems)
         result.duration = round(time.monotonic() - t0, 3)
         if not run.dry_run:
             state.set_account_status(key, result.status, error=result.error)
@@ -489,3 +503,4 @@ def _merge(total: AccountResult, part: AccountResult) -> None:
     total.bytes += part.bytes
     total.skipped |= part.skipped  # a retry sees the same skips again: keep the larger count
     total.skipped_folders |= part.skipped_folders
+    total.folder_errors = part.folder_errors  # the last attempt saw every folder it got to

@@ -265,7 +265,7 @@ class StateDB:
                 db.execute(
                     "UPDATE accounts SET status = ?, last_finished = ?, last_error = ?, "
                     "completed_once = completed_once OR ? WHERE account = ?",
-                    (status, now, error, status == "complete", account),
+                    (status, now, error, status in ("complete", "partial"), account),
                 )
 
     def forget(self, account: str | None = None) -> None:

@@ -37,7 +37,13 @@ STATE_SECONDS = 1.0
 HISTORY_RECORDS = 20_000
 
 # The state database's account status -> the word shown.
-STATE_WORDS = {"pending": "pending", "running": "running", "complete": "complete", "failed": "failed"}
+STATE_WORDS = {
+    "pending": "pending",
+    "running": "running",
+    "complete": "complete",
+    "partial": "partial",
+    "failed": "failed",
+}
 
 
 def record_time(rec: LogRecord) -> float:

@@ -38,7 +38,7 @@ SHORT_REASONS = {
     SKIP_EXISTING: "there",
     SKIP_VANISHED: "gone",
 }
-STATE_STYLES = {"running": "bold green", "failed": "red", "complete": "green", "stopped": "yellow"}
+STATE_STYLES = {"running": "bold green", "failed": "red", "partial": "yellow", "complete": "green", "stopped": "yellow"}
 
 
 @dataclass(frozen=True)

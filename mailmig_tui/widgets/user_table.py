@@ -42,7 +42,7 @@ def status_cell(summary: AccountSummary | None) -> Text:
         text += f", {summary.copied} copied"
     if summary.failed:
         text += f", {summary.failed} failed"
-    style = {"complete": "green", "failed": "red", "running": "bold"}.get(summary.status, "")
+    style = {"complete": "green", "partial": "yellow", "failed": "red", "running": "bold"}.get(summary.status, "")
     return Text(text, style=style)
 
 

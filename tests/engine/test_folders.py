@@ -14,6 +14,8 @@ from mailmig_tui.engine.folders import (
     encode_name,
     guess_special_use,
     logical_path,
+    parse_list_response,
+    parse_status_response,
     plan_folders,
 )
 
@@ -94,6 +96,58 @@ def test_from_imapclient_with_wire_bytes_keeps_the_wire_name() -> None:
     assert broken.name == "Tom&Jerry"
     assert broken.imap_name == "Tom&Jerry"  # not re-encoded to "Tom&-Jerry", which the server lacks
     assert RemoteFolder.from_imapclient(((), None, 2019)) == RemoteFolder("2019", None)
+
+
+# --- LIST and STATUS responses as imaplib hands them over -----------------------------------------
+
+
+def test_list_response_with_unquoted_brackets_quoted_escapes_nil_and_literal_names() -> None:
+    """Dovecot sends ``Invoices[2019`` and ``Br]ace`` unquoted, which IMAPClient's parser refuses."""
+    data = [
+        b'(\\HasNoChildren) "/" Invoices[2019',
+        b'(\\HasNoChildren) "/" Br]ace',
+        b'(\\HasNoChildren \\Sent) "/" "Q\\"uote \\\\ back"',
+        b'(\\Noselect) NIL ""',
+        (b'() "." {12}', b'Lit "eral" ]'),
+        b' ("CHILDINFO" ("SUBSCRIBED"))',
+        b'() "/" Bad&AAE-Name ("CHILDINFO" ("SUBSCRIBED"))',
+        b'(\\HasNoChildren) "\\\\" INBOX',
+        None,
+    ]
+    got = [(f.name, f.delimiter, sorted(f.flags), f.imap_name) for f in parse_list_response(data)]
+    assert got == [
+        ("Invoices[2019", "/", ["\\HasNoChildren"], "Invoices[2019"),
+        ("Br]ace", "/", ["\\HasNoChildren"], "Br]ace"),
+        ('Q"uote \\ back', "/", ["\\HasNoChildren", "\\Sent"], 'Q"uote \\ back'),
+        ("", None, ["\\Noselect"], ""),
+        ('Lit "eral" ]', ".", [], 'Lit "eral" ]'),
+        ("Bad\x01Name", "/", [], "Bad&AAE-Name"),
+        ("INBOX", "\\", ["\\HasNoChildren"], "INBOX"),
+    ]
+    assert parse_list_response([None]) == []
+
+
+def test_status_response_with_unquoted_quoted_and_literal_names() -> None:
+    data = [
+        b"Invoices[2019 (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 17)",
+        b'"Q\\"uote" (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 18)',
+        (b"{5}", b"a b c"),
+        b" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 19)",
+    ]
+    assert parse_status_response(data) == [
+        (b"Invoices[2019", {"MESSAGES": 3, "UIDNEXT": 4, "UIDVALIDITY": 17}),
+        (b'Q"uote', {"MESSAGES": 0, "UIDNEXT": 1, "UIDVALIDITY": 18}),
+        (b"a b c", {"MESSAGES": 1, "UIDNEXT": 2, "UIDVALIDITY": 19}),
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b'(\\HasNoChildren "/" Invoices', b'(\\HasNoChildren) "/"', b'() "/" "unterminated', b"() / x"],
+)
+def test_malformed_list_line_says_what_the_server_sent(line: bytes) -> None:
+    with pytest.raises(ValueError, match="cannot read the server's LIST response"):
+        parse_list_response([line])
 
 
 @pytest.mark.parametrize(
@@ -581,3 +635,30 @@ def test_unicode_names_travel_and_encode_for_the_destination() -> None:
     assert plan.path == ("日本語", "Entwürfe 2")
     assert plan.dest_name == "Migrated/日本語/Entwürfe 2"
     assert encode_name(plan.dest_name) == "Migrated/&ZeVnLIqe-/Entw&APw-rfe 2"
+
+
+def test_control_characters_in_a_name_part_are_replaced_and_the_plan_says_so() -> None:
+    """Dovecot refuses CREATE of a name with control characters; the folder is copied under a name it takes."""
+    source = [
+        folder("INBOX", "."),
+        folder("Bad\x01Name", "."),
+        folder("Sent", ".", "\\Sent"),
+        folder("Sent.Tab\tand\x7fDEL", "."),
+        folder("Clean", "."),
+    ]
+    plans = by_name(plan_folders(source, source_prefix="", dest_folders=DOVECOT, dest_delimiter="/"))
+    assert {name: p.dest_name for name, p in plans.items()} == {
+        "INBOX": "INBOX",
+        "Bad\x01Name": "Bad_Name",
+        "Sent": "Sent",
+        "Sent.Tab\tand\x7fDEL": "Sent/Tab_and_DEL",
+        "Clean": "Clean",
+    }
+    assert plans["Bad\x01Name"].notes == [
+        'name part "Bad\\x01Name" contains control characters, which the destination may refuse: written as "Bad_Name"'
+    ]
+    assert plans["Sent.Tab\tand\x7fDEL"].notes == [
+        'name part "Tab\\x09and\\x7fDEL" contains control characters, which the destination may refuse: '
+        'written as "Tab_and_DEL"'
+    ]
+    assert plans["Clean"].notes == [] and plans["Sent"].notes == []

@@ -126,7 +126,7 @@ def test_run_prints_a_summary_per_account_and_exits_0(pair: Pair, mailmig_home: 
         ("bob", "complete", 0, 0, ""),
     ]
     assert set(out[0]) == {
-        "account", "destination", "status", "folders", "copied", "skipped", "skipped_folders", "failed", "bytes",
+        "account", "destination", "status", "folders", "copied", "skipped", "skipped_folders", "failed_folders", "failed", "bytes",
         "duration", "error",
     }  # fmt: skip
 
@@ -263,6 +263,7 @@ def test_report_after_a_run_with_failures(dovecot_factory: DovecotFactory, mailm
         "copied": 2,
         "skipped": {SKIP_TOO_OLD: 1},
         "skipped_folders": {},
+        "failed_folders": {},
         "failed": 1,
         "bytes": len(message(2)) + len(message(3)),
         "duration": 0,
@@ -314,6 +315,65 @@ def test_report_after_a_run_with_failures(dovecot_factory: DovecotFactory, mailm
     assert lines[3].startswith("      failed: [INBOX] message 3: ")
     assert lines[4].startswith("  bob → bob: failed; 0 folder(s), 0 copied, skipped: none, 0 failed, 0 B")
     assert lines[5].startswith("      last error: ") and "login refused for bob" in lines[5]
+
+
+def test_a_folder_the_destination_refuses_fails_alone_on_every_run(
+    dovecot_factory: DovecotFactory, mailmig_home: Path
+) -> None:
+    """A Maildir++ source holds "cur" and "Bad\\x01Name"; the destination (fs layout) refuses to CREATE
+    "cur" (a reserved name) and any name with a control character. "Bad\\x01Name" is copied as
+    "Bad_Name" (the dry run says so); "cur" fails alone: the account is partial, names it and why,
+    exit 1, and so again on the next run, while the other folders are copied once."""
+    src = dovecot_factory(name="src", separator=".")
+    dst = dovecot_factory(name="dst", autocreate=True)
+    pair = Pair(src, dst)
+    mb.seed(
+        src,
+        "alice",
+        {
+            "INBOX": [mb.Msg(message(1), ("\\Seen",), when(2020, 1, 1))],
+            "cur": [mb.Msg(message(2), (), when(2020, 2, 1))],
+            "Work": [mb.Msg(message(3), (), when(2020, 3, 1)), mb.Msg(message(4), ("\\Flagged",), when(2020, 4, 1))],
+        },
+    )
+    src.create_folder_on_disk("alice", "Bad&AAE-Name")
+    mb.append(src, "alice", "Bad&AAE-Name", [mb.Msg(message(5), (), when(2020, 5, 1))])
+    assert b'(\\HasNoChildren) "." Bad&AAE-Name' in mb.raw_list(src, "alice")
+    save_task(pair, ("alice",))
+
+    plan = cli(mailmig_home, "run", TASK, "--dry-run")
+
+    assert plan.returncode == 0, plan.stderr
+    lines = plan_lines(plan.stdout)
+    assert any("→ Bad_Name: copy 1 (" in line for line in lines), lines
+    assert any(line.startswith("cur → cur: copy 1") for line in lines), lines
+    assert 'contains control characters, which the destination may refuse: written as "Bad_Name"' in plan.stdout
+
+    copied = {"INBOX": "INBOX", "Work": "Work", "Bad\x01Name": "Bad_Name"}
+    for attempt in (1, 2):
+        proc = cli(mailmig_home, "run", TASK, "--json")
+
+        assert proc.returncode == 1, proc.stderr
+        (alice,) = json_out(proc)
+        assert (alice["status"], alice["copied"], alice["folders"]) == ("partial", 4 if attempt == 1 else 0, 3)
+        assert list(alice["failed_folders"]) == ["cur"]
+        reason = alice["failed_folders"]["cur"]
+        assert reason.startswith('the destination refused to create "cur" (') and "reserved name" in reason
+        assert alice["error"] == f'1 folder(s) could not be copied (tried again next run): "cur": {reason}'
+        want = mb.contents(mb.snapshot(src, "alice", copied))
+        got = mb.contents(mb.snapshot(dst, "alice", copied.values()))
+        assert got == {copied[name]: msgs for name, msgs in want.items()}
+        assert not any(line.endswith(b" cur") for line in mb.raw_list(dst, "alice"))
+
+    report = cli(mailmig_home, "report", TASK)
+
+    assert report.returncode == 0, report.stderr
+    lines = report.stdout.splitlines()
+    assert lines[0].endswith("(partial)")
+    assert lines[1].startswith("  alice → alice: partial; ")
+    assert lines[2] == f"      last error: {alice['error']}"
+    data = json_out(cli(mailmig_home, "report", TASK, "--json"))
+    assert (data["last_run"]["status"], data["accounts"][0]["status"]) == ("partial", "partial")
 
 
 def test_wrong_master_password_fails_every_account_with_exit_1(pair: Pair, mailmig_home: Path) -> None:

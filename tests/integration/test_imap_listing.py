@@ -16,11 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from imapclient.exceptions import IMAPClientError
 
 from mailmig_tui.engine import model
 from mailmig_tui.engine.sources import imap
-from mailmig_tui.engine.sources.base import FolderStatus
+from mailmig_tui.engine.sources.base import FolderRefused, FolderStatus
 from mailmig_tui.engine.sources.imap import ImapSource, message_id_of
 from tests.integration.conftest import message
 from tests.servers import mailbox as mb
@@ -184,9 +183,9 @@ def test_a_folder_that_cannot_be_opened_fails_alone(dovecot_factory: Callable[..
         inbox = _inbox(src)
         listing = src.list_messages(inbox, src.status(inbox), set(), model.Filters())
         gone = type(inbox)("Vanished", inbox.delimiter)
-        with pytest.raises(IMAPClientError, match="examine failed"):
+        with pytest.raises(FolderRefused, match="the source refused to open or read the folder: examine failed"):
             src.fetch(gone, ["1"])
-        with pytest.raises(IMAPClientError, match="examine failed"):
+        with pytest.raises(FolderRefused, match="the source refused to open or read the folder: examine failed"):
             src.list_messages(gone, FolderStatus("1", "9/3", 3, 9), set(), model.Filters())
         fetched = src.fetch(inbox, [m.id for m in listing.messages])  # the connection is still in step
         assert all(f.raw for f in fetched) and len(fetched) == 3
@@ -231,7 +230,7 @@ def test_first_listings_are_taken_ahead_together_and_date_filters_search_the_rig
             assert all(f.raw is not None and b"Subject: " + name.encode() in f.raw for f in fetched)
         assert kept == {"Mixed": (2, 1), "Recent": (2, 0), "Ancient": (0, 1)}
         monkeypatch.undo()
-        with pytest.raises(IMAPClientError, match="examine failed"):
+        with pytest.raises(FolderRefused, match="examine failed"):
             src.list_messages(folders["Gone"], statuses["Gone"], set(), filters)
     finally:
         src.close()
@@ -268,9 +267,43 @@ def test_statuses_of_many_folders_in_one_round_trip(
             client.delete_folder(next(f.imap_name for f in folders if f.name == "Sent"))
         finally:
             client.logout()
-        with pytest.raises(IMAPClientError, match="status failed: Sent"):
-            src.statuses(folders)
+        again = dict(zip((f.name for f in folders), src.statuses(folders), strict=True))
+        assert isinstance(again.pop("Sent"), FolderRefused)  # that folder alone
+        assert {name: st.messages for name, st in again.items() if isinstance(st, FolderStatus)} == {
+            name: n for name, n in counts.items() if name != "Sent"
+        }
         inbox = _inbox(src)  # every answer was read: the connection is still in step
-        assert len(src.list_messages(inbox, src.statuses([inbox])[0], set(), model.Filters()).messages) == 2
+        assert len(src.list_messages(inbox, src.status(inbox), set(), model.Filters()).messages) == 2
+        with pytest.raises(FolderRefused, match="the source refused STATUS: "):
+            src.status(next(f for f in folders if f.name == "Sent"))
+    finally:
+        src.close()
+
+
+@pytest.mark.parametrize("kind", ["dovecot", "pymap"])
+def test_names_with_brackets_are_listed_and_their_status_read(
+    kind: str, dovecot_factory: Callable[..., Any], pymap_factory: Callable[..., Any]
+) -> None:
+    """Dovecot sends ``Invoices[2019`` unquoted in LIST, LIST-STATUS and STATUS answers alike."""
+    server = dovecot_factory(name="src") if kind == "dovecot" else pymap_factory(name="src")
+    counts = {"INBOX": 1, "Invoices[2019": 2, "Br]ace": 1, 'Q"uote': 0}
+    mb.seed(
+        server,
+        "alice",
+        {name: [mb.Msg(message(10 * k + i)) for i in range(n)] for k, (name, n) in enumerate(counts.items())},
+    )
+    src = _open(server)
+    try:
+        folders = [f for f in src.list_folders() if f.name in counts]
+        assert sorted(f.name for f in folders) == sorted(counts)
+        cached = src.statuses(folders)  # from LIST-STATUS where the server has it
+        src.list_folders()
+        src._status_cache.clear()  # as on a server without LIST-STATUS: one STATUS each, sent together
+        asked = src.statuses(folders)
+        for got in (cached, asked):
+            assert {f.name: st.messages for f, st in zip(folders, got, strict=True)} == counts  # type: ignore[union-attr]
+        invoices = next(f for f in folders if f.name == "Invoices[2019")
+        listing = src.list_messages(invoices, src.status(invoices), set(), model.Filters())
+        assert len(src.fetch(invoices, [m.id for m in listing.messages])) == 2
     finally:
         src.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from mailmig_tui.engine import runner, store
+from mailmig_tui.engine.account import Limits
 from mailmig_tui.engine.events import AccountFinished, FolderProgress
 from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
 from mailmig_tui.engine.state import StateDB
@@ -188,3 +190,89 @@ def test_wrong_password_fails_that_account_only(pair: Pair) -> None:
     assert len(finished) == 3
     log = store.paths().log_file(task.name).read_text()
     assert "not-bobs-password" not in log and "alice-pw" not in log and "login refused for bob" in log
+
+
+def test_a_name_dovecot_sends_unquoted_with_a_bracket_is_copied_and_listed_again(pair: Pair) -> None:
+    """``* LIST (\\HasNoChildren) "/" Invoices[2019``: IMAPClient's reader fails on it ("No closing
+    ']'"); both sides list it, so the next run must read it at the destination too."""
+    folders = ["INBOX", "Invoices[2019", "Work"]
+    mb.seed(
+        pair.src,
+        "alice",
+        {
+            "INBOX": [mb.Msg(message(1), ("\\Seen",), when(2020, 1, 1))],
+            "Invoices[2019": [mb.Msg(message(2), (), when(2019, 2, 1)), mb.Msg(message(3), (), when(2019, 3, 1))],
+            "Work": [mb.Msg(message(4), ("\\Flagged",), when(2021, 4, 1))],
+        },
+    )
+    assert b'(\\HasNoChildren) "/" Invoices[2019' in mb.raw_list(pair.src, "alice")  # unquoted, really
+    task, settings = pair.task(), pair.settings()
+
+    first = runner.run_task(task, settings)
+
+    (acct,) = first.accounts
+    assert (acct.status, acct.error, acct.copied) == ("complete", "", 4)
+    assert b'(\\HasNoChildren) "/" Invoices[2019' in mb.raw_list(pair.dst, "alice")
+    src = mb.contents(mb.snapshot(pair.src, "alice", folders))
+    assert mb.contents(mb.snapshot(pair.dst, "alice", folders)) == src
+
+    mb.append(pair.src, "alice", "Invoices[2019", [mb.Msg(message(5), (), when(2019, 5, 1))])
+    second = runner.run_task(task, settings)
+
+    (acct,) = second.accounts
+    assert (second.status, acct.status, acct.error, acct.copied) == ("completed", "complete", "", 1)
+    dst = mb.contents(mb.snapshot(pair.dst, "alice", folders))
+    assert dst == mb.contents(mb.snapshot(pair.src, "alice", folders))
+    assert len(dst["Invoices[2019"]) == 3
+
+
+def test_a_folder_the_source_lists_but_cannot_open_fails_alone(dovecot_factory: Any, mailmig_home: Any) -> None:
+    """A Maildir++ directory whose name is not modified UTF-7 on disk: Dovecot lists it (as
+    ``Bad&AAE-Name``) but refuses its STATUS. That folder fails, the others are copied, on each run."""
+    pair = Pair(dovecot_factory(name="src", separator="."), dovecot_factory(name="dst", autocreate=True))
+    mb.seed(pair.src, "alice", {"INBOX": [mb.Msg(message(1))], "Work": [mb.Msg(message(2)), mb.Msg(message(3))]})
+    pair.src.create_folder_on_disk("alice", "Bad\x01Name")  # on disk as it is, not as "Bad&AAE-Name"
+    assert b'(\\HasNoChildren) "." Bad&AAE-Name' in mb.raw_list(pair.src, "alice")
+    task, settings = pair.task(), pair.settings()
+
+    for copied in (3, 0):
+        result = runner.run_task(task, settings)
+
+        (acct,) = result.accounts
+        assert (result.status, acct.status, acct.copied, acct.folders) == ("partial", "partial", copied, 2)
+        assert list(acct.folder_errors) == ["Bad\x01Name"]
+        assert acct.folder_errors["Bad\x01Name"].startswith("the source refused STATUS: ")
+        assert '"Bad\x01Name": the source refused STATUS: ' in acct.error
+        want = mb.contents(mb.snapshot(pair.src, "alice", ["INBOX", "Work"]))
+        assert mb.contents(mb.snapshot(pair.dst, "alice", ["INBOX", "Work"])) == want
+    report = next(f for f in result.reports["alice"] if f.source == "Bad\x01Name")
+    assert report.error == acct.folder_errors["Bad\x01Name"]
+
+
+def test_a_folder_deleted_at_the_source_during_the_copy_fails_alone(pair: Pair) -> None:
+    """Planned, then gone before its turn in the copy: EXAMINE is refused. The other folders are copied;
+    the next run no longer lists it and completes."""
+    big = [mb.Msg(message(i), (), when(2020, 1, 1 + i)) for i in range(12)]
+    mb.seed(pair.src, "alice", {"INBOX": big, "Doomed": [mb.Msg(message(99), (), when(2020, 2, 1))]})
+    task, settings = pair.task(), pair.settings()
+    struck: list[FolderProgress] = []
+
+    def sink(event: object) -> None:
+        if isinstance(event, FolderProgress) and not struck:  # INBOX's first batch: Doomed (smaller) comes last
+            struck.append(event)
+            client = mb.connect(pair.src, "alice")
+            client.delete_folder("Doomed")
+            client.logout()
+
+    result = runner.run_task(task, settings, sink=sink, limits=Limits(batch_messages=2, queue_depth=1))
+
+    (acct,) = result.accounts
+    assert struck and struck[0].folder == "INBOX"
+    assert (acct.status, acct.copied, acct.folders, list(acct.folder_errors)) == ("partial", 12, 1, ["Doomed"])
+    assert "Mailbox doesn't exist: Doomed" in acct.folder_errors["Doomed"]
+    assert contents(pair.dst, "alice")["INBOX"] == contents(pair.src, "alice")["INBOX"]
+
+    again = runner.run_task(task, settings)
+
+    (acct,) = again.accounts
+    assert (acct.status, acct.copied, acct.error) == ("complete", 0, "")

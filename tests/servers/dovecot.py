@@ -295,6 +295,17 @@ class DovecotServer:
             raise DovecotError(f"doveadm {' '.join(args)} failed ({result.returncode}): {result.stderr}")
         return result
 
+    def create_folder_on_disk(self, user: str, wire_name: str) -> None:
+        """A folder Dovecot holds but would refuse to CREATE (``Bad&AAE-Name``: a control character),
+        made as a Maildir directory; ``wire_name`` is the IMAP (modified UTF-7) name, which Dovecot
+        also uses on disk (a name that is not modified UTF-7 is listed but cannot be opened). The
+        user must have logged in once (the Maildir exists)."""
+        owner = self.maildir(user).stat()
+        directory = self.maildir(user) / (wire_name if self.separator == "/" else "." + wire_name)
+        for path in (directory, *(directory / sub for sub in ("cur", "new", "tmp"))):
+            path.mkdir()
+            os.chown(path, owner.st_uid, owner.st_gid)  # Dovecot's mail user, when the tests run as root
+
     def uidvalidity(self, user: str, folder: str) -> int:
         """The folder's current UIDVALIDITY; ``folder`` is the IMAP (modified UTF-7) name."""
         out = self.doveadm("-f", "flow", "mailbox", "status", "-u", user, "uidvalidity", folder).stdout

@@ -167,21 +167,38 @@ def seed(
     return uids
 
 
+def append(server: ImapServer, user: str, wire_name: str, messages: Sequence[Msg]) -> None:
+    """APPEND to a folder named as the server spells it, without listing folders first (IMAPClient
+    cannot read a LIST holding ``Invoices[2019``, which Dovecot sends unquoted)."""
+    with _session(server, user) as client:
+        client.folder_encode = False
+        for msg in messages:
+            client.append(wire_name, msg.raw, flags=msg.flags, msg_time=msg.internaldate)
+
+
+def raw_list(server: ImapServer, user: str) -> list[bytes]:
+    """The untagged LIST lines exactly as the server sends them (``(\\HasNoChildren) "/" INBOX``)."""
+    with _session(server, user) as client:
+        typ, data = client._imap.list('""', "*")
+        assert typ == "OK", data
+        return [line for line in data if isinstance(line, bytes)]
+
+
 def list_folders(server: ImapServer, user: str) -> list[Folder]:
     """All folders with their LIST attributes and subscription state, by logical name."""
     with _session(server, user) as client:
         return _folders(client)
 
 
-def snapshot(server: ImapServer, user: str) -> Snapshot:
-    """Every selectable folder's messages, sorted by UID, read without changing anything."""
+def snapshot(server: ImapServer, user: str, folders: Iterable[str] | None = None) -> Snapshot:
+    """Every selectable folder's messages (or those of ``folders``, logical names, without listing
+    folders first), sorted by UID, read without changing anything."""
     with _session(server, user) as client:
         separator = hierarchy_separator(client)
         result: Snapshot = {}
-        for folder in _folders(client):
-            if not folder.selectable:
-                continue
-            client.select_folder(_server_name(folder.name, separator), readonly=True)
+        names = list(folders) if folders is not None else [f.name for f in _folders(client) if f.selectable]
+        for name in names:
+            client.select_folder(_server_name(name, separator), readonly=True)
             uids = sorted(client.search("ALL"))
             messages: list[Stored] = []
             if uids:
@@ -190,7 +207,7 @@ def snapshot(server: ImapServer, user: str) -> Snapshot:
                     item = data[uid]
                     flags = tuple(sorted(_text(f) for f in item[b"FLAGS"] if _text(f) != "\\Recent"))
                     messages.append(Stored(item[b"BODY[]"], flags, item[b"INTERNALDATE"], uid))
-            result[folder.name] = messages
+            result[name] = messages
         return result
 
 

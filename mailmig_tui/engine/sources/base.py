@@ -59,10 +59,16 @@ class Fetched:
     skip: str | None = None
 
 
+class FolderRefused(Exception):
+    """A server refused one folder (the destination would not CREATE it, the source would not open
+    it): that folder fails alone, for this reason (``str()``), and every other folder is copied."""
+
+
 class Source(Protocol):
     """One account at the source. A source class may set ``max_streams`` (default 1): how many
     instances of it may copy different folders of one account at once (IMAP: separate connections;
-    the Gmail and Graph quotas are per mailbox, so their sources keep one)."""
+    the Gmail and Graph quotas are per mailbox, so their sources keep one). ``status`` and
+    ``list_messages`` raise :class:`FolderRefused` when the server refuses that one folder."""
 
     prefix: str
     """The path prefix to strip from folder names ("" if none)."""

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
-from imapclient.response_parser import parse_fetch_response, parse_response
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
+from imapclient.response_parser import parse_fetch_response
 
 from mailmig_tui.engine import fetch_parse, imapconn
 from mailmig_tui.engine.fetch_parse import FetchItems
-from mailmig_tui.engine.folders import RemoteFolder
+from mailmig_tui.engine.folders import RemoteFolder, parse_list_response, parse_status_response
 from mailmig_tui.engine.model import Filters, Source, User
 from mailmig_tui.engine.sources.base import (
     SKIP_TOO_NEW,
     SKIP_TOO_OLD,
     Fetched,
+    FolderRefused,
     FolderStatus,
     Listing,
     MessageMeta,
@@ -73,12 +75,43 @@ def archived_only(labels: tuple[bytes | str, ...]) -> bool:
 
 def _answer(imap: Any, name: str, tag: bytes) -> tuple[bool, list]:
     """Read a sent command's answer: (OK?, its data); a BAD answer is a refusal like NO, not an
-    exception, so that the answers of the commands sent behind it are read too."""
+    exception, so that the answers of the commands sent behind it are read too. A dropped
+    connection (BYE) is raised: nothing more can be read."""
     try:
         typ, data = imap._command_complete(name, tag)
+    except imap.abort:
+        raise
     except imap.error as exc:
         return False, [str(exc).encode()]
     return text_of(typ).upper() == "OK", data
+
+
+@contextmanager
+def refusals(what: str) -> Iterator[None]:
+    """A server's refusal of a command on one folder (NO, BAD, an answer that cannot be read) as
+    FolderRefused("what: the server's words"); a dropped connection passes through (it is retried)."""
+    try:
+        yield
+    except IMAPClientAbortError:
+        raise
+    except (IMAPClientError, imapconn.ImapError) as exc:
+        if isinstance(exc, imapconn.ImapError) and exc.kind != "protocol":
+            raise
+        raise FolderRefused(f"{what}: {exc}") from None
+
+
+def list_folders(client: IMAPClient, returns: str = "") -> list[RemoteFolder]:
+    """Every folder (``LIST "" "*"``, with ``RETURN (returns)`` if given), read by folders.parse_list_response
+    (IMAPClient's reader fails on names such as ``Invoices[2019`` that servers send unquoted)."""
+    imap = client._imap
+    typ, data = imap._simple_command("LIST", '""', '"*"', *(("RETURN", f"({returns})") if returns else ()))
+    if text_of(typ).upper() != "OK":
+        raise imapconn.ImapError("protocol", f"LIST refused: {' '.join(text_of(x) for x in data if x)}")
+    _typ, listing = imap._untagged_response(typ, data, "LIST")
+    try:
+        return parse_list_response(listing)
+    except ValueError as exc:
+        raise imapconn.ImapError("protocol", f"the folder list cannot be read: {exc}") from None
 
 
 def _send_fetch(
@@ -225,27 +258,27 @@ class ImapSource:
         prefix, _sep = personal[0]
         return text_of(prefix)
 
-    def _list_with_status(self) -> list[tuple]:
-        """LIST-STATUS (RFC 5819): every folder and its STATUS in one round trip instead of one per folder."""
-        imap = self._client._imap
+    def _list_with_status(self) -> list[RemoteFolder]:
+        """LIST-STATUS (RFC 5819): every folder and its STATUS in one round trip instead of one per folder.
+
+        STATUS answers that cannot be read are left out: statuses() then asks for those folders' own.
+        """
         returns = "SPECIAL-USE STATUS" if self._client.has_capability("SPECIAL-USE") else "STATUS"
-        typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN", f"({returns} ({' '.join(STATUS_ITEMS)}))")
-        if text_of(typ).upper() != "OK":
-            raise imapconn.ImapError("protocol", f"LIST refused: {' '.join(text_of(x) for x in data if x)}")
-        _typ, listing = imap._untagged_response(typ, data, "LIST")
-        for line in imap.untagged_responses.pop("STATUS", []):
-            name, items = parse_response([line])
-            values = dict(zip(items[::2], items[1::2], strict=False))
+        folders = list_folders(self._client, f"{returns} ({' '.join(STATUS_ITEMS)})")
+        try:
+            answers = parse_status_response(self._client._imap.untagged_responses.pop("STATUS", []))
+        except ValueError:
+            answers = []
+        for name, values in answers:
             self._status_cache[text_of(name)] = _status_of(values)
-        return self._client._proc_folder_list(listing)
+        return folders
 
     def list_folders(self) -> list[RemoteFolder]:
         self._status_cache.clear()
         if self._client.has_capability("LIST-STATUS"):
-            entries = self._list_with_status()
+            folders = self._list_with_status()
         else:
-            entries = self._client.list_folders()
-        folders = [RemoteFolder.from_imapclient(entry) for entry in entries]
+            folders = list_folders(self._client)
         if not self._gmail:
             return folders
         out = []
@@ -258,17 +291,18 @@ class ImapSource:
 
     def status(self, folder: RemoteFolder) -> FolderStatus:
         """From the LIST-STATUS of this pass (never newer than what is then listed), else one STATUS."""
-        cached = self._status_cache.pop(folder.imap_name, None)
-        if cached is not None:
-            return cached
-        return _status_of(self._client.folder_status(folder.imap_name, [s.encode() for s in STATUS_ITEMS]))
+        (got,) = self.statuses([folder])
+        if isinstance(got, FolderRefused):
+            raise got
+        return got
 
-    def statuses(self, folders: list[RemoteFolder]) -> list[FolderStatus]:
-        """The STATUS of each folder, in one round trip: from this pass's LIST-STATUS where the
-        server has it, else STATUS commands sent together (groups of ``PIPELINE_FOLDERS``) and
-        their answers read in order. Gmail and Exchange have no LIST-STATUS: over a 50 ms link
-        an account of 200 folders then costs 0.2 s instead of 10 s on every run."""
-        out: dict[str, FolderStatus] = {}
+    def statuses(self, folders: list[RemoteFolder]) -> list[FolderStatus | FolderRefused]:
+        """The STATUS of each folder, or why the server refused it, in one round trip: from this
+        pass's LIST-STATUS where the server has it, else STATUS commands sent together (groups of
+        ``PIPELINE_FOLDERS``) and their answers read in order. Gmail and Exchange have no
+        LIST-STATUS: over a 50 ms link an account of 200 folders then costs 0.2 s instead of 10 s
+        on every run. A refused folder leaves the connection in step: every answer is read."""
+        out: dict[str, FolderStatus | FolderRefused] = {}
         todo = []
         for f in folders:
             cached = self._status_cache.pop(f.imap_name, None)
@@ -281,18 +315,19 @@ class ImapSource:
         for start in range(0, len(todo), PIPELINE_FOLDERS):
             group = todo[start : start + PIPELINE_FOLDERS]
             sent = [(f, imap._command("STATUS", self._client._normalise_folder(f.imap_name), items)) for f in group]
-            failure = ""
             for f, tag in sent:
                 ok, data = _answer(imap, "STATUS", tag)
                 _typ, lines = imap._untagged_response("OK", [None], "STATUS")
-                tokens: tuple = parse_response([x for x in lines if x is not None]) if ok else ()
-                if len(tokens) != 2 or not isinstance(tokens[1], tuple):  # refused, or not one STATUS answer
-                    failure = failure or f"{f.name}: {' '.join(text_of(x) for x in data if x)}"
+                try:
+                    answers = parse_status_response(lines) if ok else []
+                except ValueError as exc:
+                    out[f.imap_name] = FolderRefused(f"the source's STATUS answer cannot be read: {exc}")
                     continue
-                values = tokens[1]
-                out[f.imap_name] = _status_of(dict(zip(values[::2], values[1::2], strict=False)))
-            if failure:  # every answer of the group has been read: the connection is in step
-                raise IMAPClientError(f"status failed: {failure}")
+                if len(answers) != 1:  # refused, or not one STATUS answer
+                    why = " ".join(text_of(x) for x in data if x) or "no STATUS answer"
+                    out[f.imap_name] = FolderRefused(f"the source refused STATUS: {why}")
+                    continue
+                out[f.imap_name] = _status_of(answers[0][1])
         return [out[f.imap_name] for f in folders]
 
     def _examine(self, folder: RemoteFolder) -> None:
@@ -341,6 +376,11 @@ class ImapSource:
                 self._listed_ahead[f.imap_name] = (st, sorted((m for m in metas if m), key=lambda m: int(m.id)))
 
     def list_messages(self, folder: RemoteFolder, status: FolderStatus, known: set[str], filters: Filters) -> Listing:
+        """FolderRefused when the server will not open or search this folder (the connection stays usable)."""
+        with refusals("the source refused to open or read the folder"):
+            return self._list_messages(folder, status, known, filters)
+
+    def _list_messages(self, folder: RemoteFolder, status: FolderStatus, known: set[str], filters: Filters) -> Listing:
         if status.messages == 0:
             return Listing()  # nothing to look at (and some servers refuse "UID FETCH 1:*" on an empty folder)
         prefetched: list[MessageMeta] | None = None
@@ -377,9 +417,11 @@ class ImapSource:
         return Listing(fetch_meta(self._client, sorted(unknown)), +skipped)
 
     def fetch(self, folder: RemoteFolder, ids: list[str]) -> list[Fetched]:
+        """FolderRefused when the server will not open the folder or FETCH from it."""
         if not ids:
             return []
-        fetched = uid_fetch(self._client, ",".join(ids), [b"BODY.PEEK[]"], examine=self._to_open(folder))
+        with refusals("the source refused to open or read the folder"):
+            fetched = uid_fetch(self._client, ",".join(ids), [b"BODY.PEEK[]"], examine=self._to_open(folder))
         self._selected = folder.imap_name
         got = {i.uid: i.section for i in fetched}
         return [Fetched(i, got.get(int(i))) for i in ids]
