@@ -409,3 +409,30 @@ def test_no_password_in_task_files_logs_or_output(mailmig_home, tmp_path):
     # and the one command that is asked to print them does
     shown = cli(mailmig_home, "export-users", "acme", "--with-passwords").stdout
     assert SECRETS["alice"] in shown and SECRETS["alice_dest"] in shown
+
+
+@pytest.mark.parametrize("name", ["settings", "Settings"])
+def test_a_task_may_not_share_a_global_file_name(mailmig_home, tmp_path, name):
+    """A task named "settings" shared config/secrets/settings.toml: importing users into it wiped the
+    destination password, deleting it deleted the global secrets."""
+    store.save_settings(Settings(Destination(password="master-secret"), Smtp(password="smtp-secret")))
+    global_secrets = store.paths().settings_secrets_file
+    before = global_secrets.read_bytes()
+    with pytest.raises(store.ConfigError, match="the global settings use that file name"):
+        store.save_task(imap_task(name))
+    csv = tmp_path / "users.csv"
+    csv.write_text("alice@acme.example,pw,alice\n")
+    imported = cli(mailmig_home, "import-users", name, str(csv))
+    assert imported.returncode == 2
+    assert "the global settings use that file name" in imported.stderr + imported.stdout
+
+    # a task file of that name left by an older version: refused, never read or deleted with the globals
+    legacy = store.paths().task_file(name)
+    legacy.parent.mkdir(parents=True, exist_ok=True)
+    legacy.write_text(store.task_toml(imap_task(name)))
+    shown = cli(mailmig_home, "show", name)
+    assert shown.returncode == 2 and "rename the file and the name in it" in shown.stderr + shown.stdout
+    with pytest.raises(store.ConfigError):
+        store.delete_task(name)
+    assert global_secrets.read_bytes() == before
+    assert store.load_settings().destination.password == "master-secret"

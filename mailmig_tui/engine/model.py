@@ -29,6 +29,9 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 TASK_NAME_MAX = 64
 TASK_NAME_FORBIDDEN = '/\\:"'
+# Names of files the whole install shares beside the tasks' own (config/secrets/settings.toml): a task
+# of that name would read, overwrite or delete them. Compared case-insensitively (macOS, exFAT…).
+TASK_NAMES_RESERVED = ("settings",)
 
 _ADDRESS_RE = re.compile(r"^[^@\s:,;<>\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _HOST_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?|[0-9A-Fa-f:]+)$")
@@ -221,6 +224,12 @@ def validate_task_name(name: str, existing: Iterable[str] = ()) -> list[Problem]
             problems.append(f"a task name has at most {TASK_NAME_MAX} characters (this one has {len(name)})")
         if name != name.strip():
             problems.append("a task name may not start or end with a blank")
+        if name.casefold() in TASK_NAMES_RESERVED:
+            problems.append(
+                f'a task may not be named "{name}": the global settings use that file name '
+                "(config/secrets/settings.toml holds the destination and SMTP passwords); choose another name. "
+                "A task file saved under it by an older version: rename the file and the name in it"
+            )
         if name.casefold() in {n.casefold() for n in existing}:
             problems.append(f'a task named "{name}" already exists; choose another name')
     return [Problem("name", p) for p in problems]
