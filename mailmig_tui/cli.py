@@ -167,7 +167,7 @@ def cmd_import_users(args: argparse.Namespace) -> int:
 
 def cmd_export_users(args: argparse.Namespace) -> int:
     task = _load(args.task)
-    sys.stdout.write(userlist.export(task, with_passwords=args.with_passwords))
+    sys.stdout.write(userlist.export(task, with_passwords=args.with_passwords, exact=args.exact))
     return EXIT_OK
 
 
@@ -566,6 +566,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("export-users", cmd_export_users, "write the user list as CSV on stdout (without passwords)")
     p.add_argument("task")
     p.add_argument("--with-passwords", action="store_true", help="include the passwords (handle the output with care)")
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="values exactly as they are, for import-users (by default a cell a spreadsheet would run as a "
+        "formula, starting with = + - @ tab or CR, gets a ' in front)",
+    )
     return parser
 
 

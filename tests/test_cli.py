@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import json
 import os
 import shutil
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mailmig_tui.engine import store
+from mailmig_tui.engine import store, userlist
 from mailmig_tui.engine.model import Delegate, Destination, Notifications, Settings, Smtp, Source, Task, User
 
 
@@ -436,3 +439,35 @@ def test_a_task_may_not_share_a_global_file_name(mailmig_home, tmp_path, name):
         store.delete_task(name)
     assert global_secrets.read_bytes() == before
     assert store.load_settings().destination.password == "master-secret"
+
+
+def test_export_users_is_safe_for_spreadsheets_and_exact_on_request(mailmig_home, tmp_path):
+    """Cells a spreadsheet would run as formulas are neutralised; --exact round-trips through import-users."""
+    task = imap_task()
+    task.users = [
+        User("alice@acme.example", "=cmd|'/C.calc'!A0", password="=1+1", destination_password="@dest"),
+        User("bob@acme.example", "+bob", password="-pw"),
+        User("carol@acme.example", "carol", password="\tpw"),
+        User("dave@acme.example", "dave", password="plain"),
+    ]
+    store.save_task(task)
+    safe = cli(mailmig_home, "export-users", "acme", "--with-passwords")
+    assert safe.returncode == 0
+    rows = list(csv.reader(io.StringIO(safe.stdout, newline="")))
+    assert rows[0] == ["alice@acme.example", "'=1+1", "'=cmd|'/C.calc'!A0", "'@dest"]
+    assert rows[1] == ["bob@acme.example", "'-pw", "'+bob"]
+    assert rows[2] == ["carol@acme.example", "'\tpw", "carol"]
+    assert userlist.spreadsheet_safe("\rpw") == "'\rpw"  # (CR is checked here: text mode reads it as LF)
+    assert rows[3] == ["dave@acme.example", "plain", "dave"]
+
+    exact = cli(mailmig_home, "export-users", "acme", "--with-passwords", "--exact")
+    assert exact.returncode == 0
+    exported = tmp_path / "exact.csv"
+    exported.write_text(exact.stdout, newline="")
+    store.save_task(dataclasses.replace(imap_task("copy"), users=[]))
+    imported = cli(mailmig_home, "import-users", "copy", str(exported))
+    assert imported.returncode == 0, imported.stderr
+    again = store.load_task("copy").users
+    assert [(u.source, u.password, u.destination, u.destination_password) for u in again] == [
+        (u.source, u.password, u.destination, u.destination_password) for u in store.load_task("acme").users
+    ]

@@ -146,10 +146,21 @@ def apply(task: Task, parsed: ParsedList, *, valid_only: bool = False) -> Import
     return ImportSummary(added, updated, len({e.line for e in parsed.errors}))
 
 
-def export(task: Task, *, with_passwords: bool = False) -> str:
+# A spreadsheet takes a cell starting with one of these as a formula (CSV injection, OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """``value`` with a ``'`` in front when a spreadsheet would run it as a formula."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def export(task: Task, *, with_passwords: bool = False, exact: bool = False) -> str:
     """The user list as CSV (passwords left empty unless asked for).
 
-    A value starting with a blank is quoted, since :func:`parse` ignores blanks after a comma.
+    Cells a spreadsheet would take as a formula get a ``'`` in front, unless ``exact`` (for a file
+    to import again: the values as they are). A value starting with a blank is quoted, since
+    :func:`parse` ignores blanks after a comma.
     """
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
@@ -158,6 +169,8 @@ def export(task: Task, *, with_passwords: bool = False) -> str:
         row = [u.source, u.password if with_passwords else "", u.destination]
         if with_passwords and u.destination_password:
             row.append(u.destination_password)
+        if not exact:
+            row = [spreadsheet_safe(v) for v in row]
         (quoting_writer if any(v[:1].isspace() for v in row) else writer).writerow(row)
     return out.getvalue()
 
