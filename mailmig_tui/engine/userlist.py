@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 
 from mailmig_tui.engine.model import Source, Task, User, account_key, validate_user
@@ -69,6 +70,15 @@ def decode(data: bytes) -> str:
         ) from None
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _shown_control(cell: str) -> str:
+    m = _CONTROL.search(cell)
+    assert m is not None
+    return f"U+{ord(m.group()):04X}"
+
+
 def _is_header(row: list[str]) -> bool:
     return len(row) >= 3 and row[0].strip().casefold() in _HEADER_WORDS and "@" not in row[0]
 
@@ -105,6 +115,16 @@ def parse(text: str, source: Source) -> ParsedList:
                 LineError(
                     start,
                     f"{len(row)} fields; at most 4 (the 4th is the destination password); quote values with commas",
+                )
+            )
+            continue
+        controls = [n for n, cell in enumerate(row, 1) if _CONTROL.search(cell)]
+        if controls:
+            result.errors.append(
+                LineError(
+                    start,
+                    f"field {controls[0]} holds a control character ({_shown_control(row[controls[0] - 1])}); "
+                    "remove it (a tab, a line break inside quotes, an escape sequence…)",
                 )
             )
             continue
