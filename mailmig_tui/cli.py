@@ -143,6 +143,12 @@ def cmd_import_users(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"{args.file}: {exc}") from None
     parsed = userlist.parse(text, task.source)
+    if not parsed.users and not parsed.errors:
+        what = "only a header line" if parsed.header_skipped else "no line with an account"
+        raise CliError(
+            f"{args.file}: no accounts to import: the file holds {what}; one account per line: "
+            "source account, source password, destination account"
+        )
     try:
         summary = userlist.apply(task, parsed, valid_only=args.valid_only)
     except userlist.ImportRejected as exc:

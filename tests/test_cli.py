@@ -472,3 +472,43 @@ def test_export_users_is_safe_for_spreadsheets_and_exact_on_request(mailmig_home
     assert [(u.source, u.password, u.destination, u.destination_password) for u in again] == [
         (u.source, u.password, u.destination, u.destination_password) for u in store.load_task("acme").users
     ]
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [(b"", "no line with an account"), (b"\xef\xbb\xbf\r\n\r\n", "no line with an account"),
+     (b"source,password,destination\r\n", "only a header line")],
+)  # fmt: skip
+def test_import_of_an_empty_or_header_only_csv_exits_2(mailmig_home, tmp_path, content, what):
+    store.save_task(imap_task())
+    csv_file = tmp_path / "users.csv"
+    csv_file.write_bytes(content)
+    result = cli(mailmig_home, "import-users", "acme", str(csv_file))
+    assert result.returncode == 2
+    assert result.stderr == f"mailmig-tui: {csv_file}: no accounts to import: the file holds {what}; " + (
+        "one account per line: source account, source password, destination account\n"
+    )
+    assert len(store.load_task("acme").users) == 2
+
+
+def test_import_of_a_50_mb_line_gives_the_right_hint(mailmig_home, tmp_path):
+    store.save_task(imap_task())
+    csv_file = tmp_path / "users.csv"
+    csv_file.write_bytes(b"carol@acme.example,pw,carol\n" + b'dave@acme.example,"' + b"x" * 50_000_000 + b"\n")
+    result = cli(mailmig_home, "import-users", "acme", str(csv_file))
+    assert result.returncode == 2
+    assert "line 2: a field is longer than 128 KB: is this a CSV user list?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_host_name_over_253_characters_is_invalid_not_a_traceback(mailmig_home):
+    long_host = ".".join(["a" * 60] * 5)  # 304 characters
+    task = imap_task()
+    task.source.host = long_host
+    store.save_task(task)
+    result = cli(mailmig_home, "validate", "acme")
+    assert result.returncode == 2
+    assert "is too long for a host name (304 characters; at most 253" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    run = cli(mailmig_home, "run", "acme")
+    assert run.returncode == 2 and "Traceback" not in run.stderr

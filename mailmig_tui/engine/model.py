@@ -255,6 +255,14 @@ def _check_choice(where: str, value: str, allowed: Iterable[str]) -> list[Proble
 def _check_host(where: str, host: str) -> list[Problem]:
     if not host:
         return [Problem(where, "the server address is missing (a host name or an IP address)")]
+    if len(host) > 253 or any(len(label) > 63 for label in host.rstrip(".").split(".")):
+        shown = host if len(host) <= 40 else host[:37] + "…"
+        return [
+            Problem(
+                where,
+                f"{shown!r} is too long for a host name ({len(host)} characters; at most 253, at most 63 between dots)",
+            )
+        ]
     if not _HOST_RE.match(host):
         return [Problem(where, f"{host!r} is not a host name or IP address")]
     return []

@@ -96,7 +96,16 @@ def parse(text: str, source: Source) -> ParsedList:
         except StopIteration:
             break
         except csv.Error as exc:
-            result.errors.append(LineError(start, f"broken CSV quoting ({exc}); close the quotes around the value"))
+            if "field larger than field limit" in str(exc):
+                result.errors.append(
+                    LineError(
+                        start,
+                        f"a field is longer than {csv.field_size_limit() // 1024} KB: is this a CSV user list? "
+                        "(a quote left open makes the rest of the file one field)",
+                    )
+                )
+            else:
+                result.errors.append(LineError(start, f"broken CSV quoting ({exc}); close the quotes around the value"))
             continue
         if not any(cell.strip() for cell in row):
             continue
