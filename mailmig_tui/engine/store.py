@@ -202,20 +202,41 @@ def _line_of(text: str, field: str) -> int | None:
 
 
 def _check_private(path: Path) -> None:
-    st = path.stat()
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(
-            path,
-            [
-                f"this secrets file can be read by other users (mode {stat.S_IMODE(st.st_mode):04o}); "
-                f"mailmig-tui refuses to use it. Fix: chmod 600 {path}"
-            ],
-        )
+    """Refuse a secrets file others could read or replace: readable by group or others, a symbolic
+    link, owned by another user, or in a directory others can write (they could swap the file)."""
+    st = path.lstat()
+    fix = ""
+    if stat.S_ISLNK(st.st_mode):
+        problem = f"this secrets file is a symbolic link (to {os.readlink(path)})"
+        fix = f"put the file itself there: mv --remove-destination $(readlink -f {path}) {path}"
+    elif not stat.S_ISREG(st.st_mode):
+        problem = "this secrets file is not a regular file"
+        fix = f"remove it and save the task or settings again: rm -r {path}"
+    elif st.st_uid != os.geteuid():
+        problem = f"this secrets file belongs to another user (uid {st.st_uid}, mailmig-tui runs as {os.geteuid()})"
+        fix = f"chown {os.geteuid()} {path}"
+    elif st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        problem = f"this secrets file can be read by other users (mode {stat.S_IMODE(st.st_mode):04o})"
+        fix = f"chmod 600 {path}"
+    else:
+        parent = path.parent.stat()
+        if parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            problem = (
+                f"the directory of this secrets file can be written by other users "
+                f"(mode {stat.S_IMODE(parent.st_mode):04o}): they could replace the file"
+            )
+            fix = f"chmod 700 {path.parent}"
+        elif parent.st_uid != os.geteuid():
+            problem = f"the directory of this secrets file belongs to another user (uid {parent.st_uid})"
+            fix = f"chown {os.geteuid()} {path.parent}"
+        else:
+            return
+    raise ConfigError(path, [f"{problem}; mailmig-tui refuses to use it. Fix: {fix}"])
 
 
 def read_secrets(path: Path) -> dict[str, Any]:
-    """A secrets file's content, or {} when there is none; refuses group/world-readable files."""
-    if not path.exists():
+    """A secrets file's content, or {} when there is none; refuses files others could read or replace."""
+    if not path.exists() and not path.is_symlink():
         return {}
     _check_private(path)
     return _read_toml(path, quote_lines=False)

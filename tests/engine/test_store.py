@@ -255,6 +255,37 @@ def test_loading_refuses_a_readable_secrets_file(p, mode):
     assert stat.S_IMODE(secrets.stat().st_mode) == mode  # refused, not silently "fixed"
 
 
+def _symlinked(p, secrets):
+    target = p.secrets_dir.parent / "elsewhere.toml"
+    secrets.rename(target)
+    secrets.symlink_to(target)
+    return "is a symbolic link", "put the file itself there: mv --remove-destination"
+
+
+def _foreign(p, secrets):
+    os.chown(secrets, 54321, -1)
+    return "belongs to another user (uid 54321", "chown"
+
+
+def _open_dir(p, secrets):
+    os.chmod(p.secrets_dir, 0o770)
+    return "directory of this secrets file can be written by other users (mode 0770)", f"chmod 700 {p.secrets_dir}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+@pytest.mark.parametrize("spoil", [_symlinked, _foreign, _open_dir], ids=["symlink", "other-owner", "open-dir"])
+def test_loading_refuses_a_secrets_file_others_could_replace(p, spoil):
+    """A secrets file that is a symlink, belongs to someone else or sits in a directory others can
+    write is refused like a readable one (its 0600 mode alone proves nothing)."""
+    store.save_settings(Settings(destination=Destination(password="dest-master-pw")))
+    secrets = p.settings_secrets_file
+    problem, fix = spoil(p, secrets)
+    with pytest.raises(ConfigError) as info:
+        store.load_settings()
+    message = str(info.value)
+    assert str(secrets) in message and problem in message and f"Fix: {fix}" in message
+
+
 def test_loading_refuses_readable_settings_secrets(p):
     store.save_settings(Settings(smtp=Smtp(password="smtp-pw")))
     os.chmod(p.settings_secrets_file, 0o644)
