@@ -512,3 +512,29 @@ def test_a_host_name_over_253_characters_is_invalid_not_a_traceback(mailmig_home
     assert "Traceback" not in result.stderr
     run = cli(mailmig_home, "run", "acme")
     assert run.returncode == 2 and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_state_database_names_the_file_and_the_fix(mailmig_home, damage):
+    store.save_task(imap_task())
+    path = store.paths().state_file("acme")
+    if damage == "garbage":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"this is not a database\n" * 500)
+    else:
+        from mailmig_tui.engine.state import StateDB
+
+        db = StateDB(path)
+        db.bind_account("alice@acme.example", "imap://x", "alice")
+        db.close()
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3] + b"\0" * 100)
+    for args in (["report", "acme"], ["run", "acme"], ["run", "acme", "--dry-run"]):
+        result = cli(mailmig_home, *args)
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert f"{path}: the task's state database cannot be read" in result.stderr
+        assert "Fix: move it aside" in result.stderr
+    for args in (["list"], ["show", "acme"]):  # they do not need the state
+        result = cli(mailmig_home, *args)
+        assert "Traceback" not in result.stderr and "acme" in result.stdout

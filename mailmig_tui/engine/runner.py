@@ -297,7 +297,8 @@ def run_task(
     cancel = cancel or threading.Event()
     accounts = list(accounts)
     named_accounts(task, accounts)  # an unknown account is refused before anything is written
-    _check_destination(settings)  # so is an unreachable destination (exit 3)
+    StateDB.open_readonly(p.state_file(task.name)).close()  # so is a damaged state database (exit 2)
+    _check_destination(settings)  # and an unreachable destination (exit 3)
     lock = TaskLock(lock_path(p, task.name), by)
     if not dry_run:
         lock.acquire()

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from mailmig_tui.engine.sources.base import SKIP_EXISTING
+from mailmig_tui.engine.store import ConfigError
 
 SCHEMA_VERSION = 1
 
@@ -122,6 +123,20 @@ FAILED = "failed"
 SKIPPED = "skipped"
 
 
+class StateUnreadable(ConfigError):
+    """The state database cannot be read (garbage, truncated): the message names the file and the fix."""
+
+    def __init__(self, path: Path, exc: Exception) -> None:
+        super().__init__(
+            path,
+            [
+                f"the task's state database cannot be read ({exc}). Fix: move it aside "
+                f'(mv "{path}" "{path}.broken", with its -wal and -shm files if any); the next run rescans '
+                "the accounts and recognises the mail already at the destination, so nothing is copied twice"
+            ],
+        )
+
+
 class StateMismatch(Exception):
     """The stored state belongs to another source than the task now names."""
 
@@ -189,6 +204,15 @@ class StateDB:
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
+        try:
+            self._open(path, readonly)
+        except sqlite3.DatabaseError as exc:  # not a database, truncated, or written by something else
+            db = getattr(self, "_db", None)
+            if db is not None:
+                db.close()
+            raise StateUnreadable(path, exc) from None
+
+    def _open(self, path: Path, readonly: bool) -> None:
         if readonly:
             # A dry run reads what exists and writes nothing anywhere: no file is created. A reader of a
             # WAL database leaves -wal/-shm files behind, so unless a run's WAL is there (running or
@@ -198,6 +222,7 @@ class StateDB:
             target = uri if path.exists() else "file::memory:"
             self._db = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False)
             if path.exists():
+                self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
                 return
         else:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -200,6 +200,8 @@ class InfoScreen(Screen[None]):
         if event.worker.group == "info-history" and event.state == WorkerState.ERROR:
             self.notify(f"The log could not be read: {event.worker.error}", severity="error", markup=False)
             self._history_loaded([])
+        if event.worker.group == "info-state" and event.state == WorkerState.ERROR:
+            self.notify(f"{event.worker.error}", title="The summary cannot be read", severity="error", markup=False)
         if event.state != WorkerState.SUCCESS:
             return
         if event.worker.group == "info-history":
