@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mailmig_tui.engine import events, notify, runner, store, userlist, verify
-from mailmig_tui.engine.model import SOURCE_TYPE_LABELS, Task, account_key, to_dict, validate_settings, validate_task
+from mailmig_tui.engine.model import (
+    SOURCE_TYPE_LABELS,
+    Settings,
+    Task,
+    account_key,
+    plaintext_warnings,
+    to_dict,
+    validate_settings,
+    validate_task,
+)
 from mailmig_tui.engine.state import StateDB
 
 EXIT_OK = 0
@@ -76,6 +85,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_INVALID if any(r["error"] for r in rows) else EXIT_OK
 
 
+def _settings_or_none() -> Settings | None:
+    try:
+        return store.load_settings()
+    except store.ConfigError:
+        return None
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     task = _load(args.task)
     data = to_dict(task)
@@ -88,6 +104,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     src = task.source
     print(f"Task {task.name}: {SOURCE_TYPE_LABELS.get(src.type, src.type)}")
+    for w in plaintext_warnings(task, _settings_or_none()):
+        print(f"  warning: {w}")
     if src.type == "imap":
         print(f"  server      {src.host}:{src.port} ({src.security}), path prefix {src.path_prefix or '(auto)'}")
         if src.delegate.enabled:
@@ -123,9 +141,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     settings = store.load_settings()
     others = [n for n in store.list_tasks() if n != task.name]
     problems = validate_task(task, existing_names=others, settings=settings) + validate_settings(settings)
+    warnings = plaintext_warnings(task, settings)
     if args.json:
-        _emit_json({"task": task.name, "problems": [{"field": p.field, "message": p.message} for p in problems]})
-    elif problems:
+        _emit_json(
+            {
+                "task": task.name,
+                "problems": [{"field": p.field, "message": p.message} for p in problems],
+                "warnings": [{"field": w.field, "message": w.message} for w in warnings],
+            }
+        )
+        return EXIT_INVALID if problems else EXIT_OK
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if problems:
         print(f"{store.paths().task_file(task.name)}: {len(problems)} problem(s)", file=sys.stderr)
         for p in problems:
             print(f"  - {p}", file=sys.stderr)

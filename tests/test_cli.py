@@ -538,3 +538,21 @@ def test_a_damaged_state_database_names_the_file_and_the_fix(mailmig_home, damag
     for args in (["list"], ["show", "acme"]):  # they do not need the state
         result = cli(mailmig_home, *args)
         assert "Traceback" not in result.stderr and "acme" in result.stdout
+
+
+def test_security_none_towards_another_host_warns_in_validate_and_show(mailmig_home):
+    store.save_settings(Settings(Destination(host="127.0.0.1", security="none", password="m")))
+    store.save_task(imap_task("far", security="none", port=143))
+    store.save_task(imap_task("near", security="ssl"))
+    validated = cli(mailmig_home, "validate", "far")
+    assert validated.returncode == 0
+    assert validated.stderr.startswith(
+        'warning: source.security: security = "none" towards mail.acme.example:143: passwords and mail cross'
+    )
+    data = json.loads(cli(mailmig_home, "validate", "far", "--json").stdout)
+    assert [w["field"] for w in data["warnings"]] == ["source.security"]
+    shown = cli(mailmig_home, "show", "far")
+    assert 'warning: source.security: security = "none" towards mail.acme.example:143' in shown.stdout
+    for args in (["validate", "near"], ["show", "near"]):  # ssl, and a destination on 127.0.0.1: no warning
+        result = cli(mailmig_home, *args)
+        assert "warning" not in result.stdout + result.stderr

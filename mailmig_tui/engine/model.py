@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import ipaddress
 import re
 import types
 import typing
@@ -451,6 +452,40 @@ def validate_task(task: Task, *, existing_names: Iterable[str] = (), settings: S
                     )
                 )
     return p
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: traffic that never leaves the machine."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def plaintext_warnings(task: Task | None, settings: Settings | None) -> list[Problem]:
+    """``security = "none"`` towards a host outside this machine: valid, but passwords and mail cross
+    the network in clear. Shown by ``validate``, ``show``, at the start of a run and in its log."""
+    ends: list[tuple[str, str, str, int]] = []
+    if task is not None and task.source.type == "imap":
+        ends.append(("source", task.source.security, task.source.host, task.source.port))
+    if settings is not None:
+        ends.append(
+            ("destination", settings.destination.security, settings.destination.host, settings.destination.port)
+        )
+        if settings.smtp.host:
+            ends.append(("smtp", settings.smtp.security, settings.smtp.host, settings.smtp.port))
+    return [
+        Problem(
+            f"{where}.security",
+            f'security = "none" towards {host}:{port}: passwords and mail cross the network unencrypted; '
+            'use "ssl" or "starttls" (none is meant for 127.0.0.1)',
+        )
+        for where, security, host, port in ends
+        if security == "none" and host and not is_loopback(host)
+    ]
 
 
 def validate_settings(settings: Settings) -> list[Problem]:
