@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,23 +70,45 @@ def record_of(event: Event, redact: Redactor | None = None) -> LogRecord:
 class LogWriter:
     """An event sink appending to the task's log file (thread-safe, line-buffered)."""
 
-    def __init__(self, path: Path, redact: Redactor | None = None, min_severity: str = "info") -> None:
+    def __init__(
+        self,
+        path: Path,
+        redact: Redactor | None = None,
+        min_severity: str = "info",
+        on_error: Callable[[OSError], None] | None = None,
+    ) -> None:
+        """Opens ``path`` (OSError when it cannot be). A write that fails later (a full disk) calls
+        ``on_error`` once; nothing more is written."""
+        self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = path.open("a", encoding="utf-8", buffering=1)
         self._lock = threading.Lock()
         self._redact = redact or Redactor()
         self._min = SEVERITIES.index(min_severity)
+        self._on_error = on_error
+        self.error: OSError | None = None
 
     def __call__(self, event: Event) -> None:
         rec = record_of(event, self._redact)
         if SEVERITIES.index(rec.severity) < self._min:
             return
         with self._lock:
-            self._fh.write(rec.line() + "\n")
+            if self.error is not None:
+                return
+            try:
+                self._fh.write(rec.line() + "\n")
+            except OSError as exc:
+                self.error = exc
+        if self.error is not None and self._on_error is not None:
+            callback, self._on_error = self._on_error, None
+            callback(self.error)
 
     def close(self) -> None:
         with self._lock:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError as exc:  # the last buffered line could not be written either
+                self.error = self.error or exc
 
 
 def read(

@@ -12,6 +12,7 @@ import imaplib
 import json
 import os
 import socket
+import sqlite3
 import threading
 import time
 import traceback
@@ -302,7 +303,25 @@ def run_task(
     lock = TaskLock(lock_path(p, task.name), by)
     if not dry_run:
         lock.acquire()
-    writer = None if dry_run else LogWriter(p.log_file(task.name), Redactor(secrets_of(task, settings)))
+    outside: list[Sink] = [sink] if sink is not None else []
+
+    def log_failed(exc: OSError) -> None:  # a full log disk: the run stops cleanly, resumable, and says why
+        cancel.set()
+        for s in outside:
+            s(LogLine(task.name, "", severity="error", text=f"the log file {log_path} cannot be written "
+                      f"({exc.strerror or exc}): stopping the run; free space there and run again (it resumes)"))  # fmt: skip
+
+    log_path = p.log_file(task.name)
+    writer = None
+    if not dry_run:
+        try:
+            writer = LogWriter(log_path, Redactor(secrets_of(task, settings)), on_error=log_failed)
+        except OSError as exc:
+            lock.release()
+            raise RunError(
+                f"the log file {log_path} cannot be written ({exc.strerror or exc}); fix it "
+                "(permissions, free space, a directory in its place) and run again"
+            ) from None
     emit: Sink = FanOut(*(s for s in (writer, sink) if s is not None))
     notifier = None if dry_run else Notifier(task, settings.smtp, emit, p.log_file(task.name))
     run = _Run(
@@ -448,6 +467,12 @@ def _account(run: _Run, user: User, state: StateDB, result: AccountResult, repor
             except (OverQuota, RunConfigError) as exc:
                 _merge(result, attempt_result)
                 result.status, result.error = "failed", str(exc)
+                break
+            except sqlite3.OperationalError as exc:  # the state database's disk is full, or it is read-only
+                _merge(result, attempt_result)
+                path = run.paths.state_file(task.name)
+                result.status, result.error = "failed", f"the state database {path} cannot be written ({exc}); "
+                result.error += "free space on its disk (or fix its permissions) and run again: the copy resumes"
                 break
             except Exception as exc:  # noqa: BLE001 - one account's bug must not stop the others
                 _merge(result, attempt_result)

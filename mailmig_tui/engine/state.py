@@ -127,6 +127,13 @@ class StateUnreadable(ConfigError):
     """The state database cannot be read (garbage, truncated): the message names the file and the fix."""
 
     def __init__(self, path: Path, exc: Exception) -> None:
+        if any(word in str(exc) for word in ("full", "readonly", "unable to open", "disk I/O")):
+            super().__init__(
+                path,
+                [f"the task's state database cannot be written ({exc}). Fix: free space on its disk, or fix its "
+                 "permissions, and run again (the copy resumes where it stopped)"],
+            )  # fmt: skip
+            return
         super().__init__(
             path,
             [
