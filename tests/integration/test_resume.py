@@ -358,7 +358,7 @@ def test_cancel_token_stops_after_the_batch_and_a_second_run_completes(pair: Pai
         if isinstance(event, FolderProgress):
             cancel.set()
 
-    limits = Limits(batch_messages=5)
+    limits = Limits(batch_messages=5, streams_per_account=1)  # one stream: one batch in flight when stopped
     result = runner.run_task(task, settings, cancel=cancel, sink=sink, limits=limits)
 
     (acct,) = result.accounts
