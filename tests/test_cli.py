@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sysconfig
@@ -156,6 +157,33 @@ def test_show(mailmig_home):
         {"source": "alice@acme.example", "destination": "alice", "password": "set"},
         {"source": "bob@acme.example", "destination": "bob", "password": "", "destination_password": "set"},
     ]
+
+
+def test_show_list_and_validate_escape_control_characters(mailmig_home):
+    """A hand-edited task (TOML escapes such as "\\u001b") is shown with its control characters escaped."""
+    task = imap_task(path_prefix="IN\rBOX", delegate=Delegate(enabled=True, login="admin\x1b]0;pwned\x07"))
+    task.users[0].source = "al\x1b[2Jice@acme.example"
+    task.users[1].destination = "bob\nforged line\x00\x9b"
+    store.save_task(task)
+    store.paths().task_file("odd\x1b]0;x\x07").write_text('name = "odd"\n[source]\nport = abc\n')
+    raw = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+    show = cli(mailmig_home, "show", "acme")
+    listed = cli(mailmig_home, "list")
+    validate = cli(mailmig_home, "validate", "acme")
+
+    assert show.returncode == 0, show.stderr
+    for result in (show, listed, validate):
+        assert not raw.search(result.stdout + result.stderr), repr(result.stdout + result.stderr)
+    lines = show.stdout.splitlines()
+    assert "  server      mail.acme.example:993 (ssl), path prefix IN\\rBOX" in lines
+    assert "  delegate    admin\\x1b]0;pwned\\x07 (authzid)" in lines
+    assert "    al\\x1b[2Jice@acme.example -> alice  password •••" in lines
+    assert "    bob@acme.example -> bob\\nforged line\\x00\\x9b  password •••" in lines
+    assert "odd\\x1b]0;x\\x07  BROKEN" in listed.stdout.splitlines()
+    assert json.loads(cli(mailmig_home, "show", "acme", "--json").stdout)["users"][1]["destination"] == (
+        "bob\nforged line\x00\x9b"
+    )
 
 
 def test_show_unknown_task(mailmig_home):
