@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mailmig_tui.engine import events, notify, runner, store, userlist, verify
-from mailmig_tui.engine.model import SOURCE_TYPE_LABELS, Task, account_key, to_dict, validate_settings, validate_task
+from mailmig_tui.engine.model import (
+    SOURCE_TYPE_LABELS,
+    Task,
+    account_key,
+    settings_warnings,
+    task_warnings,
+    to_dict,
+    validate_settings,
+    validate_task,
+)
 from mailmig_tui.engine.state import StateDB
 from mailmig_tui.engine.textsafe import escape_controls
 
@@ -103,6 +112,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         _say(f"  server      {src.host}:{src.port} ({src.security}), path prefix {src.path_prefix or '(auto)'}")
         if src.delegate.enabled:
             _say(f"  delegate    {src.delegate.login} ({src.delegate.method})")
+        for w in task_warnings(task):
+            _say(f"  warning     {w}")
     elif src.type == "google":
         _say(f"  key file    {src.key_file}, labels: {src.label_strategy}")
     else:
@@ -134,14 +145,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     settings = store.load_settings()
     others = [n for n in store.list_tasks() if n != task.name]
     problems = validate_task(task, existing_names=others, settings=settings) + validate_settings(settings)
+    warnings = task_warnings(task) + settings_warnings(settings)
     if args.json:
-        _emit_json({"task": task.name, "problems": [{"field": p.field, "message": p.message} for p in problems]})
-    elif problems:
+        _emit_json(
+            {
+                "task": task.name,
+                "problems": [{"field": p.field, "message": p.message} for p in problems],
+                "warnings": [{"field": w.field, "message": w.message} for w in warnings],
+            }
+        )
+        return EXIT_INVALID if problems else EXIT_OK
+    if problems:
         _say(f"{store.paths().task_file(task.name)}: {len(problems)} problem(s)", file=sys.stderr)
         for p in problems:
             _say(f"  - {p}", file=sys.stderr)
     else:
         _say(f"Task {task.name} is valid.")
+    for w in warnings:
+        _say(f"warning: {w}", file=sys.stderr)
     return EXIT_INVALID if problems else EXIT_OK
 
 

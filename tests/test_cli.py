@@ -217,7 +217,7 @@ def test_validate_valid_task(mailmig_home):
     result = cli(mailmig_home, "validate", "acme")
     assert (result.returncode, result.stdout, result.stderr) == (0, "Task acme is valid.\n", "")
     data = json.loads(cli(mailmig_home, "validate", "acme", "--json").stdout)
-    assert data == {"task": "acme", "problems": []}
+    assert data == {"task": "acme", "problems": [], "warnings": []}
 
 
 def test_validate_reports_every_problem_on_stderr(mailmig_home):

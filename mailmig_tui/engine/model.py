@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import ipaddress
 import re
 import types
 import typing
@@ -455,6 +456,50 @@ def validate_settings(settings: Settings) -> list[Problem]:
         if not is_address(s.sender):
             p.append(Problem("smtp.sender", "the sender is an e-mail address (user@domain) notifications come from"))
     return p
+
+
+# --------------------------------------------------------------------------------------------
+# Warnings: what is valid and works, but an admin must know (shown by validate, show, the editor,
+# and logged at the start of every run).
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or "localhost": a connection that never leaves this machine."""
+    name = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def security_warning(where: str, host: str, security: str) -> Problem | None:
+    """The warning for ``security = "none"`` towards ``host``, unless that is this machine."""
+    if security != "none" or is_loopback(host):
+        return None
+    return Problem(
+        where,
+        f'security is "none": passwords and mail to {host} cross the network unencrypted; '
+        'use "ssl" or "starttls" ("none" is for 127.0.0.1 only)',
+    )
+
+
+def task_warnings(task: Task) -> list[Problem]:
+    src = task.source
+    warning = security_warning("source.security", src.host, src.security) if src.type == "imap" else None
+    return [warning] if warning else []
+
+
+def settings_warnings(settings: Settings) -> list[Problem]:
+    d, s = settings.destination, settings.smtp
+    found = [security_warning("destination.security", d.host, d.security)]
+    if s.host:
+        found.append(security_warning("smtp.security", s.host, s.security))
+    return [w for w in found if w is not None]
 
 
 # --------------------------------------------------------------------------------------------
