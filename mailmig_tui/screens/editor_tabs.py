@@ -21,6 +21,7 @@ from textual.widgets import Button, Checkbox, Input, Select, Static, Switch
 
 from mailmig_tui.engine import model
 from mailmig_tui.engine.sources import gmail_auth
+from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.widgets.form import FieldError, FormField, PathSuggester, field, number, set_path, split_addresses
 from mailmig_tui.widgets.form import widget_id as wid
 
@@ -400,7 +401,7 @@ class GeneralTab(VerticalScroll):
         host = self.query_one(f"#{wid('source.host')}", Input).value.strip()
         warning = model.security_warning("source.security", host, security if isinstance(security, str) else "")
         note = self.query_one("#security-warning", Static)
-        note.update(Text(warning.message if warning else ""))
+        note.update(Text(escape_controls(warning.message) if warning else ""))
         note.display = warning is not None
         app_only = self.query_one(f"#{wid('source.auth')}", Select).value == "app"
         for path in ("source.client_secret", "source.certificate_file"):
