@@ -22,12 +22,14 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from mailmig_tui.engine import runner, store
 from mailmig_tui.engine.logfile import Redactor
 from mailmig_tui.engine.model import Settings, Task, validate_settings, validate_task
+from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.messages import RunEvents, RunStateChanged
 from mailmig_tui.runs import Run, holder_text
 from mailmig_tui.screens.modals import ConfirmModal, ErrorModal, HelpScreen
@@ -55,6 +57,24 @@ class MailmigApp(App[None]):
         self.hung_up = False
         self.quitting = False
         self._signals: list[signal.Signals] = []
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast (screens' and widgets' ``notify`` end here) shows control characters escaped."""
+        super().notify(
+            escape_controls(message, keep_newlines=True),
+            title=escape_controls(title),
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
 
     def get_driver_class(self) -> type[Driver]:
         driver = super().get_driver_class()

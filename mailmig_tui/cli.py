@@ -20,15 +20,16 @@ from typing import Any, TextIO
 from mailmig_tui.engine import events, notify, runner, store, userlist, verify
 from mailmig_tui.engine.model import (
     SOURCE_TYPE_LABELS,
-    Settings,
     Task,
     account_key,
-    plaintext_warnings,
+    settings_warnings,
+    task_warnings,
     to_dict,
     validate_settings,
     validate_task,
 )
 from mailmig_tui.engine.state import StateDB
+from mailmig_tui.engine.textsafe import escape_controls
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -43,17 +44,27 @@ class CliError(Exception):
         self.code = code
 
 
+def _say(text: str = "", file: TextIO | None = None, *, flush: bool = False) -> None:
+    """Print one line; control characters in it (from a folder name, a server's reply) show escaped."""
+    print(escape_controls(text), file=file, flush=flush)
+
+
 def _err(message: str) -> None:
-    print(f"mailmig-tui: {message}", file=sys.stderr)
+    print(escape_controls(f"mailmig-tui: {message}", keep_newlines=True), file=sys.stderr)
 
 
 def _load(name: str) -> Task:
     return store.load_task(name)
 
 
+# JSON escapes C0 itself; DEL, C1 and the line separators are written \uXXXX too (valid JSON: they
+# can only be inside strings), so a terminal showing the output gets no control character.
+_JSON_CONTROLS = {c: f"\\u{c:04x}" for c in (*range(0x7F, 0xA0), 0x2028, 0x2029)}
+
+
 def _emit_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
-    sys.stdout.write("\n")
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write(text.translate(_JSON_CONTROLS) + "\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,24 +83,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(rows)
     elif not rows:
-        print(f"No tasks yet (they live in {store.paths().tasks_dir}).")
+        _say(f"No tasks yet (they live in {store.paths().tasks_dir}).")
     else:
         width = max(len(r["name"]) for r in rows)
         for r in rows:
             if r["error"]:
-                print(f"{r['name']:<{width}}  BROKEN")
+                _say(f"{r['name']:<{width}}  BROKEN")
             else:
-                print(
+                _say(
                     f"{r['name']:<{width}}  {SOURCE_TYPE_LABELS.get(r['type'], r['type']):<16}  {r['accounts']} account(s)"
                 )
     return EXIT_INVALID if any(r["error"] for r in rows) else EXIT_OK
-
-
-def _settings_or_none() -> Settings | None:
-    try:
-        return store.load_settings()
-    except store.ConfigError:
-        return None
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -103,36 +107,36 @@ def cmd_show(args: argparse.Namespace) -> int:
         _emit_json(data)
         return EXIT_OK
     src = task.source
-    print(f"Task {task.name}: {SOURCE_TYPE_LABELS.get(src.type, src.type)}")
-    for w in plaintext_warnings(task, _settings_or_none()):
-        print(f"  warning: {w}")
+    _say(f"Task {task.name}: {SOURCE_TYPE_LABELS.get(src.type, src.type)}")
     if src.type == "imap":
-        print(f"  server      {src.host}:{src.port} ({src.security}), path prefix {src.path_prefix or '(auto)'}")
+        _say(f"  server      {src.host}:{src.port} ({src.security}), path prefix {src.path_prefix or '(auto)'}")
         if src.delegate.enabled:
-            print(f"  delegate    {src.delegate.login} ({src.delegate.method})")
+            _say(f"  delegate    {src.delegate.login} ({src.delegate.method})")
+        for w in task_warnings(task):
+            _say(f"  warning     {w}")
     elif src.type == "google":
-        print(f"  key file    {src.key_file}, labels: {src.label_strategy}")
+        _say(f"  key file    {src.key_file}, labels: {src.label_strategy}")
     else:
-        print(f"  tenant      {src.tenant}, client {src.client_id}, auth {src.auth}")
-    print(
+        _say(f"  tenant      {src.tenant}, client {src.client_id}, auth {src.auth}")
+    _say(
         f"  run         {task.run.accounts_per_period or 'all'} account(s) per period, concurrency {task.run.concurrency}"
     )
     s = task.schedule
     if s.enabled:
         repeat = f", every {s.repeat_hours} h" if s.repeat_hours else ""
-        print(f"  schedule    {','.join(s.days)} at {s.start}{repeat}{' until ' + s.end if s.end else ''}")
+        _say(f"  schedule    {','.join(s.days)} at {s.start}{repeat}{' until ' + s.end if s.end else ''}")
     else:
-        print("  schedule    off")
+        _say("  schedule    off")
     f = task.filters
-    print(
+    _say(
         f"  filters     before {f.skip_before or '-'}, after {f.skip_after or '-'}, trash {'skip' if f.skip_trash else 'keep'}, "
         f"junk {'skip' if f.skip_junk else 'keep'}, max {f.max_size_kb or 'no limit'} KB"
     )
     if f.mailboxes.enabled:
-        print(f"  mailboxes   {f.mailboxes.policy} {f.mailboxes.keywords} except {f.mailboxes.exceptions}")
-    print(f"  users       {len(task.users)}")
+        _say(f"  mailboxes   {f.mailboxes.policy} {f.mailboxes.keywords} except {f.mailboxes.exceptions}")
+    _say(f"  users       {len(task.users)}")
     for u in task.users:
-        print(f"    {u.source} -> {u.destination}  password {'•••' if u.password else '(none)'}")
+        _say(f"    {u.source} -> {u.destination}  password {'•••' if u.password else '(none)'}")
     return EXIT_OK
 
 
@@ -141,7 +145,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     settings = store.load_settings()
     others = [n for n in store.list_tasks() if n != task.name]
     problems = validate_task(task, existing_names=others, settings=settings) + validate_settings(settings)
-    warnings = plaintext_warnings(task, settings)
+    warnings = task_warnings(task) + settings_warnings(settings)
     if args.json:
         _emit_json(
             {
@@ -151,14 +155,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
             }
         )
         return EXIT_INVALID if problems else EXIT_OK
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
     if problems:
-        print(f"{store.paths().task_file(task.name)}: {len(problems)} problem(s)", file=sys.stderr)
+        _say(f"{store.paths().task_file(task.name)}: {len(problems)} problem(s)", file=sys.stderr)
         for p in problems:
-            print(f"  - {p}", file=sys.stderr)
+            _say(f"  - {p}", file=sys.stderr)
     else:
-        print(f"Task {task.name} is valid.")
+        _say(f"Task {task.name} is valid.")
+    for w in warnings:
+        _say(f"warning: {w}", file=sys.stderr)
     return EXIT_INVALID if problems else EXIT_OK
 
 
@@ -183,7 +187,7 @@ def cmd_import_users(args: argparse.Namespace) -> int:
         raise CliError(f"{args.file}: {exc}") from None
     store.save_task(task, old_name=task.name)
     for e in parsed.errors:
-        print(f"{args.file}: skipped {e}", file=sys.stderr)
+        _say(f"{args.file}: skipped {e}", file=sys.stderr)
     if args.json:
         _emit_json(
             {
@@ -193,7 +197,7 @@ def cmd_import_users(args: argparse.Namespace) -> int:
             }
         )
     else:
-        print(
+        _say(
             f"Imported into {task.name}: {summary.added} added, {summary.updated} updated, {summary.rejected} line(s) rejected."
         )
     return EXIT_OK
@@ -252,7 +256,7 @@ class _Printer:
                 sys.stderr.write("\r\x1b[K")
             where = " ".join(x for x in (event.account, f"[{folder}]" if folder else "") if x)
             stream = sys.stderr if severity in ("warning", "error") else self.out
-            print(f"{severity.upper():7} {where + ': ' if where else ''}{text}", file=stream, flush=True)
+            _say(f"{severity.upper():7} {where + ': ' if where else ''}{text}", stream, flush=True)
 
 
 def _duration(seconds: float) -> str:
@@ -269,7 +273,7 @@ def _install_stop_handlers(cancel: threading.Event) -> None:
         if cancel.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         cancel.set()
-        print(
+        _say(
             "mailmig-tui: stopping after the current batch (everything done so far is kept; run again to resume)",
             file=sys.stderr,
         )
@@ -287,7 +291,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problems:
         raise CliError(
             f"task {task.name} cannot run:\n"
-            + "\n".join(f"  - {p}" for p in problems)
+            + "\n".join(f"  - {escape_controls(str(p))}" for p in problems)
             + "\n(see: mailmig-tui validate)"
         )
     cancel = threading.Event()
@@ -310,14 +314,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json([_result_dict(r) for r in result.accounts])
     else:
-        print()
+        _say()
         for r in result.accounts:
             verb = "would copy" if args.dry_run else "copied"
             line = (
                 f"{r.account} → {r.destination}: {r.status}; {r.folders} folder(s), {r.copied if not args.dry_run else sum(f.to_copy for f in result.reports.get(r.account, []))} {verb}, "
                 f"skipped: {_skips(r.skipped)}, {r.failed} failed, {_human_bytes(r.bytes)}, {r.duration:.1f} s"
             )
-            print(line + (f"\n    {r.error}" if r.error else ""))
+            _say(line + (f"\n    {r.error}" if r.error else ""))
     if result.status == "stopped":
         return EXIT_INTERRUPTED
     return EXIT_SOME_FAILED if any(r.status in ("failed", "partial") or r.failed for r in result.accounts) else EXIT_OK
@@ -342,7 +346,8 @@ def _result_dict(r: events.AccountResult) -> dict[str, Any]:
 
 def _print_plan(result: runner.RunResult, out: TextIO) -> None:
     for account, reports in result.reports.items():
-        print(f"\nPlan for {account} (nothing was written):", file=out)
+        _say(file=out)
+        _say(f"Plan for {account} (nothing was written):", file=out)
         for f in reports:
             if f.skip_reason:
                 action = f"skipped: {f.skip_reason}"
@@ -353,9 +358,9 @@ def _print_plan(result: runner.RunResult, out: TextIO) -> None:
             else:
                 size = ("at most " if f.to_copy_at_most else "") + _human_bytes(f.to_copy_bytes)
                 action = f"copy {f.to_copy} ({size}), skip: {_skips(f.skipped)}"
-            print(f"  {f.source} → {f.dest}: {action}", file=out)
+            _say(f"  {f.source} → {f.dest}: {action}", file=out)
             for note in f.notes:
-                print(f"      note: {note}", file=out)
+                _say(f"      note: {note}", file=out)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -385,7 +390,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
     else:
         for v in verdicts:
-            print(f"{'OK  ' if v.ok else 'FAIL'} {v.account} → {v.destination}: {v.text()}")
+            _say(f"{'OK  ' if v.ok else 'FAIL'} {v.account} → {v.destination}: {v.text()}")
     return EXIT_OK if all(v.ok for v in verdicts) else EXIT_SOME_FAILED
 
 
@@ -422,19 +427,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json({"task": task.name, "last_run": last, "accounts": rows})
         return EXIT_OK
-    print(
+    _say(
         f"Task {task.name}: last run {_when(last['started']) if last else 'never'}"
         + (f" ({last['status']})" if last else "")
     )
     for r in rows:
-        print(
+        _say(
             f"  {r['account']} → {r['destination']}: {r['status']}; {r['folders']} folder(s), {r['copied']} copied, "
             f"skipped: {_skips(r['skipped'])}, {r['failed']} failed, {_human_bytes(r['bytes'])}, last run {r['duration']:.1f} s"
         )
         if r["last_error"]:
-            print(f"      last error: {r['last_error']}")
+            _say(f"      last error: {r['last_error']}")
         for fm in r["failed_messages"][:20]:
-            print(f"      failed: [{fm['folder']}] message {fm['id']}: {fm['reason']}")
+            _say(f"      failed: [{fm['folder']}] message {fm['id']}: {fm['reason']}")
     return EXIT_OK
 
 
@@ -455,7 +460,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
         finally:
             db.close()
     what = ", ".join(args.account) if args.account else "every account"
-    print(f"Forgot the saved state of {what} in {task.name}; the next run rescans (nothing is copied twice).")
+    _say(f"Forgot the saved state of {what} in {task.name}; the next run rescans (nothing is copied twice).")
     return EXIT_OK
 
 
@@ -483,7 +488,7 @@ def cmd_test_smtp(args: argparse.Namespace) -> int:
         notify.send(settings.smtp, notify.test_message(settings.smtp, to))
     except notify.NotifyError as exc:
         raise CliError(str(exc), EXIT_SOME_FAILED) from None
-    print(f"Test message sent to {', '.join(to)} through {settings.smtp.host}:{settings.smtp.port}.")
+    _say(f"Test message sent to {', '.join(to)} through {settings.smtp.host}:{settings.smtp.port}.")
     return EXIT_OK
 
 
@@ -497,8 +502,8 @@ def cmd_signin(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, lambda _signum, _frame: cancel.set())
     try:
         flow = graph_auth.start_signin(task)
-        print(flow.message or f"To sign in, open {flow.verification_uri} and enter the code {flow.user_code}.")
-        print(f"Waiting for the sign-in (the code is valid for {flow.expires_in // 60} minutes; Ctrl-C cancels)…")
+        _say(flow.message or f"To sign in, open {flow.verification_uri} and enter the code {flow.user_code}.")
+        _say(f"Waiting for the sign-in (the code is valid for {flow.expires_in // 60} minutes; Ctrl-C cancels)…")
         account = flow.wait(cancel)
     except graph_auth.SignInCancelled:
         _err("sign-in cancelled; nothing was saved")
@@ -507,7 +512,7 @@ def cmd_signin(args: argparse.Namespace) -> int:
         raise CliError(f"sign-in failed: {exc}", EXIT_SOME_FAILED) from None
     finally:
         signal.signal(signal.SIGINT, previous)
-    print(f"Signed in as {account}; the sign-in is kept in {graph_auth.cache_file(task.name)} (mode 0600).")
+    _say(f"Signed in as {account}; the sign-in is kept in {graph_auth.cache_file(task.name)} (mode 0600).")
     return EXIT_OK
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sysconfig
@@ -159,6 +160,33 @@ def test_show(mailmig_home):
         {"source": "alice@acme.example", "destination": "alice", "password": "set"},
         {"source": "bob@acme.example", "destination": "bob", "password": "", "destination_password": "set"},
     ]
+
+
+def test_show_list_and_validate_escape_control_characters(mailmig_home):
+    """A hand-edited task (TOML escapes such as "\\u001b") is shown with its control characters escaped."""
+    task = imap_task(path_prefix="IN\rBOX", delegate=Delegate(enabled=True, login="admin\x1b]0;pwned\x07"))
+    task.users[0].source = "al\x1b[2Jice@acme.example"
+    task.users[1].destination = "bob\nforged line\x00\x9b"
+    store.save_task(task)
+    store.paths().task_file("odd\x1b]0;x\x07").write_text('name = "odd"\n[source]\nport = abc\n')
+    raw = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+    show = cli(mailmig_home, "show", "acme")
+    listed = cli(mailmig_home, "list")
+    validate = cli(mailmig_home, "validate", "acme")
+
+    assert show.returncode == 0, show.stderr
+    for result in (show, listed, validate):
+        assert not raw.search(result.stdout + result.stderr), repr(result.stdout + result.stderr)
+    lines = show.stdout.splitlines()
+    assert "  server      mail.acme.example:993 (ssl), path prefix IN\\rBOX" in lines
+    assert "  delegate    admin\\x1b]0;pwned\\x07 (authzid)" in lines
+    assert "    al\\x1b[2Jice@acme.example -> alice  password •••" in lines
+    assert "    bob@acme.example -> bob\\nforged line\\x00\\x9b  password •••" in lines
+    assert "odd\\x1b]0;x\\x07  BROKEN" in listed.stdout.splitlines()
+    assert json.loads(cli(mailmig_home, "show", "acme", "--json").stdout)["users"][1]["destination"] == (
+        "bob\nforged line\x00\x9b"
+    )
 
 
 def test_show_unknown_task(mailmig_home):
@@ -547,12 +575,12 @@ def test_security_none_towards_another_host_warns_in_validate_and_show(mailmig_h
     validated = cli(mailmig_home, "validate", "far")
     assert validated.returncode == 0
     assert validated.stderr.startswith(
-        'warning: source.security: security = "none" towards mail.acme.example:143: passwords and mail cross'
+        'warning: source.security: security is "none": passwords and mail to mail.acme.example cross'
     )
     data = json.loads(cli(mailmig_home, "validate", "far", "--json").stdout)
     assert [w["field"] for w in data["warnings"]] == ["source.security"]
     shown = cli(mailmig_home, "show", "far")
-    assert 'warning: source.security: security = "none" towards mail.acme.example:143' in shown.stdout
+    assert 'warning     source.security: security is "none": passwords and mail to mail.acme.example' in shown.stdout
     for args in (["validate", "near"], ["show", "near"]):  # ssl, and a destination on 127.0.0.1: no warning
         result = cli(mailmig_home, *args)
         assert "warning" not in result.stdout + result.stderr

@@ -5,7 +5,9 @@ Line format (tab-separated, so folder names with blanks survive)::
     2026-11-27T22:00:01.123+01:00<TAB>INFO<TAB>alice@acme.example<TAB>INBOX<TAB>text
 
 Every line passes through a redactor that replaces any known secret with ``•••``: passwords never
-reach the file even if a server echoes one back.
+reach the file even if a server echoes one back. Control characters in a field (a folder name with
+ESC, a server reply with CR/LF or a TAB) are written escaped (``\\x1b``, ``\\n``,
+:mod:`~mailmig_tui.engine.textsafe`), so one event is always exactly one line of five fields.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailmig_tui.engine.events import SEVERITIES, Event, describe
+from mailmig_tui.engine.textsafe import escape_controls
 
 MASK = "•••"
 
@@ -54,17 +57,12 @@ class LogRecord:
         return cls(parts[0], parts[1].lower(), parts[2], parts[3], parts[4])
 
 
-def _clean(text: str) -> str:
-    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ⏎ ")
-
-
 def record_of(event: Event, redact: Redactor | None = None) -> LogRecord:
     severity, folder, text = describe(event)
     stamp = dt.datetime.fromtimestamp(event.time).astimezone().isoformat(timespec="milliseconds")
-    text = _clean(text)
     if redact is not None:
         text = redact(text)
-    return LogRecord(stamp, severity, _clean(event.account), _clean(folder), text)
+    return LogRecord(stamp, severity, escape_controls(event.account), escape_controls(folder), escape_controls(text))
 
 
 class LogWriter:

@@ -454,40 +454,6 @@ def validate_task(task: Task, *, existing_names: Iterable[str] = (), settings: S
     return p
 
 
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 or localhost: traffic that never leaves the machine."""
-    name = host.strip().strip("[]").rstrip(".").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def plaintext_warnings(task: Task | None, settings: Settings | None) -> list[Problem]:
-    """``security = "none"`` towards a host outside this machine: valid, but passwords and mail cross
-    the network in clear. Shown by ``validate``, ``show``, at the start of a run and in its log."""
-    ends: list[tuple[str, str, str, int]] = []
-    if task is not None and task.source.type == "imap":
-        ends.append(("source", task.source.security, task.source.host, task.source.port))
-    if settings is not None:
-        ends.append(
-            ("destination", settings.destination.security, settings.destination.host, settings.destination.port)
-        )
-        if settings.smtp.host:
-            ends.append(("smtp", settings.smtp.security, settings.smtp.host, settings.smtp.port))
-    return [
-        Problem(
-            f"{where}.security",
-            f'security = "none" towards {host}:{port}: passwords and mail cross the network unencrypted; '
-            'use "ssl" or "starttls" (none is meant for 127.0.0.1)',
-        )
-        for where, security, host, port in ends
-        if security == "none" and host and not is_loopback(host)
-    ]
-
-
 def validate_settings(settings: Settings) -> list[Problem]:
     d = settings.destination
     p = _check_host("destination.host", d.host)
@@ -507,6 +473,50 @@ def validate_settings(settings: Settings) -> list[Problem]:
         if not is_address(s.sender):
             p.append(Problem("smtp.sender", "the sender is an e-mail address (user@domain) notifications come from"))
     return p
+
+
+# --------------------------------------------------------------------------------------------
+# Warnings: what is valid and works, but an admin must know (shown by validate, show, the editor,
+# and logged at the start of every run).
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or "localhost": a connection that never leaves this machine."""
+    name = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def security_warning(where: str, host: str, security: str) -> Problem | None:
+    """The warning for ``security = "none"`` towards ``host``, unless that is this machine."""
+    if security != "none" or is_loopback(host):
+        return None
+    return Problem(
+        where,
+        f'security is "none": passwords and mail to {host} cross the network unencrypted; '
+        'use "ssl" or "starttls" ("none" is for 127.0.0.1 only)',
+    )
+
+
+def task_warnings(task: Task) -> list[Problem]:
+    src = task.source
+    warning = security_warning("source.security", src.host, src.security) if src.type == "imap" else None
+    return [warning] if warning else []
+
+
+def settings_warnings(settings: Settings) -> list[Problem]:
+    d, s = settings.destination, settings.smtp
+    found = [security_warning("destination.security", d.host, d.security)]
+    if s.host:
+        found.append(security_warning("smtp.security", s.host, s.security))
+    return [w for w in found if w is not None]
 
 
 # --------------------------------------------------------------------------------------------

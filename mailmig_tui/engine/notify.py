@@ -18,6 +18,7 @@ from pathlib import Path
 from mailmig_tui.engine import logfile
 from mailmig_tui.engine.events import AccountResult, LogLine, Sink
 from mailmig_tui.engine.model import Smtp, Task
+from mailmig_tui.engine.textsafe import escape_controls
 
 TIMEOUT = 30.0
 LAST_LINES = 20
@@ -95,7 +96,7 @@ def _message(smtp: Smtp, to: Sequence[str], subject: str, body: str) -> EmailMes
     msg = EmailMessage()
     msg["From"] = smtp.sender
     msg["To"] = ", ".join(to)
-    msg["Subject"] = subject
+    msg["Subject"] = escape_controls(subject)
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = make_msgid(domain=smtp.sender.partition("@")[2] or None)
     msg["Auto-Submitted"] = "auto-generated"
@@ -129,7 +130,8 @@ def account_message(task: Task, smtp: Smtp, result: AccountResult, last_lines: S
         lines += ["", f"Reason: {result.error}"]
     if not ok and last_lines:
         lines += ["", "Last log lines of this account:", *(f"  {line}" for line in last_lines)]
-    return _message(smtp, to, f"mailmig-tui: {result.account} {verdict} ({task.name})", "\n".join(lines) + "\n")
+    body = "".join(escape_controls(line) + "\n" for line in lines)  # one entry, one line
+    return _message(smtp, to, f"mailmig-tui: {result.account} {verdict} ({task.name})", body)
 
 
 class Notifier:

@@ -37,7 +37,7 @@ from mailmig_tui.engine.events import (
 )
 from mailmig_tui.engine.logfile import LogWriter, Redactor
 from mailmig_tui.engine.migrate import FolderReport, migrate_account
-from mailmig_tui.engine.model import Settings, Task, User, account_key, plaintext_warnings
+from mailmig_tui.engine.model import Settings, Task, User, account_key, settings_warnings, task_warnings
 from mailmig_tui.engine.notify import Notifier
 from mailmig_tui.engine.sources.base import Source, identity_of
 from mailmig_tui.engine.state import StateDB, StateMismatch
@@ -343,8 +343,8 @@ def _run_locked(run: _Run, only: list[str]) -> RunResult:
         users = choose_accounts(task, state, only)
         run.run_id = 0 if run.dry_run else state.start_run(run.dry_run, started=run.clock())
         run.emit(RunStarted(task.name, accounts=tuple(u.source for u in users), dry_run=run.dry_run))
-        for warning in plaintext_warnings(task, run.settings):
-            run.emit(LogLine(task.name, "", severity="warning", text=f"{warning.field}: {warning.message}"))
+        for warning in task_warnings(task) + settings_warnings(run.settings):
+            run.emit(LogLine(task.name, severity="warning", text=str(warning)))
         result = RunResult("completed")
 
         run.spare = SpareStreams(task.run.concurrency, len(users))

@@ -17,6 +17,7 @@ from mailmig_tui.engine.events import AccountFinished, Event, LogLine, RunFinish
 from mailmig_tui.engine.model import Task
 from mailmig_tui.engine.schedule import due_slot, local_zone, window_end
 from mailmig_tui.engine.state import StateDB
+from mailmig_tui.engine.textsafe import escape_controls
 
 TICK_S = 20.0
 
@@ -158,5 +159,5 @@ def print_sink(event: Event) -> None:
     """The scheduler's own output (stdout: the journal under systemd)."""
     severity, _folder, text = describe(event)
     stamp = dt.datetime.fromtimestamp(event.time).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    who = " ".join(x for x in (event.task, event.account) if x)
-    print(f"{stamp} {severity.upper():7} {who}: {text}", flush=True)
+    who = escape_controls(" ".join(x for x in (event.task, event.account) if x))
+    print(f"{stamp} {severity.upper():7} {who}: {escape_controls(text)}", flush=True)

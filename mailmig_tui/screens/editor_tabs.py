@@ -21,6 +21,7 @@ from textual.widgets import Button, Checkbox, Input, Select, Static, Switch
 
 from mailmig_tui.engine import model
 from mailmig_tui.engine.sources import gmail_auth
+from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.widgets.form import FieldError, FormField, PathSuggester, field, number, set_path, split_addresses
 from mailmig_tui.widgets.form import widget_id as wid
 
@@ -171,12 +172,7 @@ class GeneralTab(VerticalScroll):
             yield field("Server address", Input(id=wid("source.host"), placeholder="imap.example.com"))
             yield field("Port", Input(id=wid("source.port"), type="integer"))
             yield field("Security", Select(SECURITY, id=wid("source.security"), allow_blank=False))
-            yield Static(
-                Text("No encryption: passwords and mail cross the network in clear text. Use only on a trusted LAN."),
-                id="security-warning",
-                classes="editor-warning",
-                markup=False,
-            )
+            yield Static("", id="security-warning", classes="editor-warning", markup=False)
             yield field(
                 "IMAP path prefix",
                 Input(id=wid("source.path_prefix")),
@@ -401,9 +397,12 @@ class GeneralTab(VerticalScroll):
         template.query_ancestor(FormField).display = (
             self.query_one(f"#{wid('source.delegate.method')}", Select).value == "template"
         )
-        self.query_one("#security-warning").display = (
-            self.query_one(f"#{wid('source.security')}", Select).value == "none"
-        )
+        security = self.query_one(f"#{wid('source.security')}", Select).value
+        host = self.query_one(f"#{wid('source.host')}", Input).value.strip()
+        warning = model.security_warning("source.security", host, security if isinstance(security, str) else "")
+        note = self.query_one("#security-warning", Static)
+        note.update(Text(escape_controls(warning.message) if warning else ""))
+        note.display = warning is not None
         app_only = self.query_one(f"#{wid('source.auth')}", Select).value == "app"
         for path in ("source.client_secret", "source.certificate_file"):
             self.query_one(f"#{wid(path)}").query_ancestor(FormField).display = app_only
@@ -439,6 +438,10 @@ class GeneralTab(VerticalScroll):
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
         self.refresh_visibility()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == wid("source.host"):
+            self.refresh_visibility()
 
 
 class NotificationTab(VerticalScroll):

@@ -27,6 +27,7 @@ from mailmig_tui.engine.logtail import LogFollower
 from mailmig_tui.engine.model import Task, account_key
 from mailmig_tui.engine.state import AccountSummary
 from mailmig_tui.engine.status import StatusReader, TaskStatus, files_signature
+from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.messages import RunEvents, RunStateChanged
 from mailmig_tui.runs import Run, duration_text, holder_text, size_text, status_style, status_text, when_text
 from mailmig_tui.widgets.log_pane import ALL_ACCOUNTS, LogPane
@@ -242,7 +243,7 @@ class InfoScreen(Screen[None]):
         state = status_text(self.status, self.run)
         line = Text.assemble(("Status: ", "bold"), (state, status_style(state)))
         if self.load_error:
-            line.append(f"  (the task cannot be read: {self.load_error})", style="red")
+            line.append(f"  (the task cannot be read: {escape_controls(self.load_error)})", style="red")
         elif self.status is not None:
             st = self.status
             line.append(
@@ -262,18 +263,18 @@ class InfoScreen(Screen[None]):
         s = self.summaries.get(key)
         source = dict(self.users).get(key, key)
         if s is None:
-            detail.update(Text(f"{source}: not migrated yet"))
+            detail.update(Text(escape_controls(f"{source}: not migrated yet")))
             return
-        text = Text(f"{source} → {s.destination}: skipped: {skipped_detail(s.skipped)}")
+        text = Text(escape_controls(f"{source} → {s.destination}: skipped: {skipped_detail(s.skipped)}"))
         progress = self.run.progress.get(source) if self.run is not None else None
         if progress is not None:
             eta = f", about {duration_text(progress.eta_s)} left" if progress.eta_s else ""
             text.append(
-                f"; now {progress.folder} {progress.done}/{progress.total}, account {progress.account_done}/"
-                f"{progress.account_total} messages, {size_text(progress.bytes_per_s)}/s{eta}"
+                f"; now {escape_controls(progress.folder)} {progress.done}/{progress.total}, account "
+                f"{progress.account_done}/{progress.account_total} messages, {size_text(progress.bytes_per_s)}/s{eta}"
             )
         if s.last_error:
-            text.append(f"; last error: {s.last_error}", style="red")
+            text.append(f"; last error: {escape_controls(s.last_error)}", style="red")
         detail.update(text)
 
     @on(DataTable.RowHighlighted, "#summary")

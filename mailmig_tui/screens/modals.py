@@ -16,6 +16,13 @@ from textual.screen import ModalScreen, Screen
 from textual.suggester import Suggester
 from textual.widgets import Button, Checkbox, DataTable, Input, Static
 
+from mailmig_tui.engine.textsafe import escape_controls
+
+
+def _plain(text: str | Text) -> Text:
+    """A dialog's text: ``Text`` as it is; a string with its control characters escaped (its lines kept)."""
+    return Text(escape_controls(text, keep_newlines=True)) if isinstance(text, str) else text
+
 
 class ConfirmModal(ModalScreen[bool]):
     """A yes/no question; y/enter confirms, n/escape cancels."""
@@ -31,8 +38,8 @@ class ConfirmModal(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(Text(self._title), classes="dialog-title")
-            yield Static(Text(self._body) if isinstance(self._body, str) else self._body, classes="dialog-body")
+            yield Static(_plain(self._title), classes="dialog-title")
+            yield Static(_plain(self._body), classes="dialog-body")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self._yes} (y)", variant="error", id="yes")
                 yield Button(f"{self._no} (n)", id="no")
@@ -133,7 +140,7 @@ class PromptModal(ModalScreen[str | None]):
         value = self.query_one("#prompt-input", Input).value
         problems = self._check(value) if self._check else []
         if problems:
-            self.query_one("#prompt-error", Static).update(Text("\n".join(problems)))
+            self.query_one("#prompt-error", Static).update(_plain("\n".join(problems)))
             return
         self.dismiss(value)
 
@@ -152,9 +159,9 @@ class ErrorModal(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog error-dialog"):
-            yield Static(Text(self._title), classes="dialog-title")
+            yield Static(_plain(self._title), classes="dialog-title")
             with VerticalScroll(classes="dialog-scroll"):
-                yield Static(Text(self._body) if isinstance(self._body, str) else self._body, classes="dialog-body")
+                yield Static(_plain(self._body), classes="dialog-body")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Close (esc)", id="close")
 

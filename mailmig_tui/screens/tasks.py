@@ -17,6 +17,7 @@ from textual.worker import Worker, WorkerState
 from mailmig_tui.engine import store
 from mailmig_tui.engine.model import SOURCE_TYPE_LABELS, Task, validate_task_name
 from mailmig_tui.engine.status import StatusReader, TaskStatus, files_signature
+from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.messages import RunEvents, RunStateChanged
 from mailmig_tui.runs import holder_text, status_style, status_text, when_text
 from mailmig_tui.screens.modals import ConfirmModal, DeleteTaskModal, ErrorModal, PromptModal
@@ -127,7 +128,7 @@ class TasksScreen(Screen[None]):
         if isinstance(task, store.ConfigError):
             dash = Text("-")
             return {
-                "name": Text(name),
+                "name": Text(escape_controls(name)),
                 "type": Text("?"),
                 "status": Text("broken", style="bold red"),
                 "accounts": dash,
@@ -137,8 +138,8 @@ class TasksScreen(Screen[None]):
         st = self.statuses.get(name)
         state = status_text(st, self.app_runs.get(name))
         return {
-            "name": Text(name),
-            "type": Text(SOURCE_TYPE_LABELS.get(task.source.type, task.source.type)),
+            "name": Text(escape_controls(name)),
+            "type": Text(escape_controls(SOURCE_TYPE_LABELS.get(task.source.type, task.source.type))),
             "status": Text(state, style=status_style(state)),
             "accounts": Text(f"{st.accounts_done}/{st.accounts_total}" if st else f"-/{len(task.users)}"),
             "last": Text(when_text(st.last_run) if st else "-"),
@@ -168,7 +169,7 @@ class TasksScreen(Screen[None]):
             return
         task = self.tasks.get(name)
         if isinstance(task, store.ConfigError):
-            detail.update(Text(str(task), style="red"))
+            detail.update(Text(escape_controls(str(task), keep_newlines=True), style="red"))
             return
         st = self.statuses.get(name)
         if name in self.app_runs:
@@ -183,7 +184,7 @@ class TasksScreen(Screen[None]):
                 text += f"; last run {st.last_status}"
         else:
             text = ""
-        detail.update(Text(text))
+        detail.update(Text(escape_controls(text)))
 
     @on(DataTable.RowHighlighted, "#tasks-table")
     def _highlighted(self) -> None:

@@ -24,6 +24,7 @@ from textual.worker import Worker, WorkerState
 
 from mailmig_tui.engine import model, store, userlist, verify
 from mailmig_tui.engine.state import AccountSummary, StateDB
+from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.screens.editor_modals import PathModal, UserModal
 from mailmig_tui.screens.import_csv import ImportCsvModal, ImportDecision
 from mailmig_tui.screens.modals import ConfirmModal
@@ -141,9 +142,10 @@ class UserListPane(Vertical):
         if key is not None:
             verdict, summary = self.verdicts.get(key), self.statuses.get(key)
             if verdict is not None:
-                detail.append(f"{verdict.account}: {verdict.text()}", style="green" if verdict.ok else "red")
+                text = escape_controls(f"{verdict.account}: {verdict.text()}")
+                detail.append(text, style="green" if verdict.ok else "red")
             if summary is not None and summary.last_error:
-                detail.append(("\n" if detail else "") + f"last migration error: {summary.last_error}")
+                detail.append(("\n" if detail else "") + f"last migration error: {escape_controls(summary.last_error)}")
         self.query_one("#users-detail", Static).update(detail)
 
     def show_problems(self, problems: list[model.Problem]) -> int | None:
@@ -157,7 +159,7 @@ class UserListPane(Vertical):
             index = int(m.group(1))
             first = index if first is None else min(first, index)
             account = self.users[index].source if index < len(self.users) else "?"
-            lines.append(f"row {index + 1} ({account}): {p.message}")
+            lines.append(escape_controls(f"row {index + 1} ({account}): {p.message}"))
         widget = self.query_one("#users-problems", Static)
         widget.update(Text("\n".join(lines)))
         widget.display = bool(lines)

@@ -23,6 +23,7 @@ from textual.widgets import Input, Log, Select
 
 from mailmig_tui.engine.events import SEVERITIES
 from mailmig_tui.engine.logfile import LogRecord
+from mailmig_tui.engine.textsafe import escape_controls
 
 ALL_ACCOUNTS = "*"
 RUN_LINES = ""  # records without an account: run started/finished
@@ -32,10 +33,13 @@ _SEVERITY_RE = re.compile(r"^\S+ \S+ (DEBUG|INFO|WARNING|ERROR)\b")
 
 
 def format_record(rec: LogRecord) -> str:
-    """``01-05 10:00:01 INFO    alice [INBOX] text`` — the date and time as written in the file."""
+    """``01-05 10:00:01 INFO    alice [INBOX] text`` — the date and time as written in the file.
+
+    Control characters show escaped, also in lines an older version wrote to the file as they came.
+    """
     stamp = f"{rec.time[5:10]} {rec.time[11:19]}" if len(rec.time) >= 19 else rec.time
     where = " ".join(x for x in (rec.account, f"[{rec.folder}]" if rec.folder else "") if x)
-    return f"{stamp} {rec.severity.upper():<7} {where + ' ' if where else ''}{rec.text}"
+    return escape_controls(f"{stamp} {rec.severity.upper():<7} {where + ' ' if where else ''}{rec.text}")
 
 
 class SeverityHighlighter(Highlighter):
@@ -83,7 +87,7 @@ class LogPane(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(id="log-filters"):
             options = [(Text("all accounts"), ALL_ACCOUNTS), (Text("run lines only"), RUN_LINES)]
-            options += [(Text(a), a) for a in self._accounts]
+            options += [(Text(escape_controls(a)), a) for a in self._accounts]
             yield Select(options, value=ALL_ACCOUNTS, allow_blank=False, compact=True, id="log-account")
             yield Select(
                 [(Text(f"{s} and above" if s != "error" else s), s) for s in SEVERITIES],

@@ -11,6 +11,7 @@ from textual.widgets import DataTable
 
 from mailmig_tui.engine.account import SKIP_VANISHED
 from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
+from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.runs import duration_text, size_text
 
 STATE_WIDTH = 22
@@ -58,7 +59,7 @@ class AccountRow:
     def cells(self) -> dict[str, Text]:
         base = self.state.split(":", 1)[0]
         return {
-            "account": Text(self.account),
+            "account": Text(escape_controls(self.account)),
             "state": Text(_clip(self.state, STATE_WIDTH), style=STATE_STYLES.get(base, "")),
             "folders": Text(str(self.folders), justify="right"),
             "copied": Text(str(self.copied), justify="right"),
@@ -83,7 +84,7 @@ def skipped_detail(skipped: Counter[str]) -> str:
 
 
 def _clip(text: str, width: int) -> str:
-    text = " ".join(text.split())
+    text = escape_controls(" ".join(text.split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -9,6 +9,7 @@ from textual.widgets import DataTable
 
 from mailmig_tui.engine import model
 from mailmig_tui.engine.state import AccountSummary
+from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.engine.verify import Verdict
 
 COLUMNS = (
@@ -31,7 +32,7 @@ def verdict_cell(verdict: Verdict | None, *, checking: bool = False) -> Text:
         return Text("")
     if verdict.ok:
         return Text("OK", style="green")
-    return Text("FAILED: " + verdict.text(), style="red")
+    return Text("FAILED: " + escape_controls(verdict.text()), style="red")
 
 
 def status_cell(summary: AccountSummary | None) -> Text:
@@ -74,9 +75,9 @@ class UserTable(DataTable[Text]):
             rows.append(
                 (
                     Text(MARK if key in self.marked else ""),
-                    Text(u.source),
+                    Text(escape_controls(u.source)),
                     Text(HIDDEN_PASSWORD if u.password else ""),
-                    Text(u.destination),
+                    Text(escape_controls(u.destination)),
                     verdict_cell(verdicts.get(key)),
                     status_cell(statuses.get(key)),
                 )

@@ -69,7 +69,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from imapclient import IMAPClient
+from imapclient import IMAPClient, imap_utf7
 
 from mailmig_tui.embedded_imap import EmbeddedServerError as ServerStartError
 from mailmig_tui.embedded_imap import free_port, wait_for_greeting
@@ -319,6 +319,26 @@ class DovecotServer:
         if actual != new:
             raise DovecotError(f"UIDVALIDITY of {folder!r} is {actual}, wanted {new}")
         return new
+
+    def make_folder_on_disk(self, user: str, name: str) -> None:
+        """Create folder ``name`` (logical, "/"-separated) as a Maildir directory, behind Dovecot's back.
+
+        IMAP CREATE refuses control characters ("Control characters not allowed in new mailbox
+        names"), but Dovecot lists and opens a folder that exists on disk under such a name: the way
+        a hostile name (ESC, CR, LF) reaches a client. The user's Maildir must exist (seed INBOX first).
+        """
+        parts = [imap_utf7.encode(part).decode("ascii") for part in name.split("/")]
+        leaf = Path(*parts) if self.separator == "/" else Path("." + ".".join(parts))
+        folder = self.maildir(user) / leaf
+        for sub in ("cur", "new", "tmp"):
+            (folder / sub).mkdir(parents=True)
+        if os.geteuid() == 0:
+            for path in [folder, *folder.parents]:
+                if path == self.maildir(user):
+                    break
+                os.chown(path, MAIL_UID, MAIL_GID)
+            for sub in ("cur", "new", "tmp"):
+                os.chown(folder / sub, MAIL_UID, MAIL_GID)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the Dovecot log and of the master's stdout/stderr."""
