@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import json
 import os
 import signal
@@ -169,7 +170,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_import_users(args: argparse.Namespace) -> int:
     task = _load(args.task)
     try:
-        text = userlist.decode(Path(args.file).read_bytes())
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        text = userlist.decode(data)
     except OSError as exc:
         raise CliError(f"{args.file}: cannot read the file: {exc.strerror}") from None
     except ValueError as exc:
@@ -483,6 +485,12 @@ def cmd_test_smtp(args: argparse.Namespace) -> int:
     from mailmig_tui.engine import notify
 
     settings = store.load_settings()
+    if not settings.smtp.host:
+        raise CliError(
+            f"no SMTP relay is configured: set [smtp] host (and sender) in {store.paths().settings_file} "
+            "or in the app's Settings (s)",
+            EXIT_INVALID,
+        )
     to = args.to or [settings.smtp.sender]
     try:
         notify.send(settings.smtp, notify.test_message(settings.smtp, to))
@@ -536,6 +544,13 @@ def cmd_app(args: argparse.Namespace) -> int:
 # Parser.
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("mailmig-tui")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailmig-tui",
@@ -543,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 all succeeded, 1 some accounts failed, 2 invalid input/configuration, "
         "3 run could not start, 130 interrupted (resumable).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str, *, json_out: bool = False):
@@ -566,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
         json_out=True,
     )
     p.add_argument("task")
-    p.add_argument("file")
+    p.add_argument("file", help='the CSV file; "-" reads it from standard input')
     p.add_argument("--valid-only", action="store_true", help="import the valid lines even if some lines are bad")
     p = add("run", cmd_run, "migrate the task's accounts now (resumes where an earlier run stopped)", json_out=True)
     p.add_argument("task")
@@ -614,21 +630,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(args: argparse.Namespace, message: str, code: int, config: store.ConfigError | None = None) -> int:
+    """Report an error: as text on stderr, or with ``--json`` as one JSON object on stdout."""
+    if getattr(args, "json", False):
+        data: dict[str, Any] = {"error": message, "exit_code": code}
+        if config is not None:
+            data["file"], data["line"] = str(config.path), config.line
+            data["problems"] = [{"field": p.field, "message": p.message} for p in config.problems]
+        _emit_json(data)
+    else:
+        _err(message)
+    return code
+
+
+def _closed_output() -> int:
+    """The reader of stdout went away (``| head``): stop quietly, as other Unix tools do."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not raise again
+    except (OSError, ValueError):
+        pass
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", cmd_app)
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _closed_output()
     except store.ConfigError as exc:
-        _err(str(exc))
-        return EXIT_INVALID
+        return _fail(args, str(exc), EXIT_INVALID, exc)
     except CliError as exc:
-        _err(str(exc))
-        return exc.code
+        return _fail(args, str(exc), exc.code)
     except KeyboardInterrupt:
-        _err("interrupted")
-        return EXIT_INTERRUPTED
+        return _fail(args, "interrupted", EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

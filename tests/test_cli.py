@@ -584,3 +584,63 @@ def test_security_none_towards_another_host_warns_in_validate_and_show(mailmig_h
     for args in (["validate", "near"], ["show", "near"]):  # ssl, and a destination on 127.0.0.1: no warning
         result = cli(mailmig_home, *args)
         assert "warning" not in result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Scripting: pipes, stdin, --version, JSON errors, exit codes (issue 14, first hour 9).
+
+
+def test_output_into_a_pipe_closed_early_ends_quietly(mailmig_home):
+    task = imap_task("big")
+    task.users = [User(f"user{i}@acme.example", f"user{i}", password="pw") for i in range(3000)]
+    store.save_task(task)
+    env = {**os.environ, "MAILMIG_HOME": str(mailmig_home)}
+    for args in (["report", "big"], ["export-users", "big"], ["show", "big", "--json"]):
+        proc = subprocess.Popen([MAILMIG, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()  # as `| head -1` does
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 0, err
+        assert first and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_import_users_reads_standard_input_for_dash(mailmig_home):
+    store.save_task(imap_task("acme"))
+    env = {**os.environ, "MAILMIG_HOME": str(mailmig_home)}
+    proc = subprocess.run(
+        [MAILMIG, "import-users", "acme", "-"],
+        input="carol@acme.example,pw,carol\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "1 added" in proc.stdout
+    assert store.load_task("acme").user("carol@acme.example") is not None
+
+
+def test_version_is_printed():
+    proc = subprocess.run([MAILMIG, "--version"], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0
+    assert re.fullmatch(r"mailmig-tui \d+\.\d+\.\d+\S*\n", proc.stdout)
+
+
+def test_errors_with_json_are_json_on_stdout(mailmig_home):
+    missing = cli(mailmig_home, "show", "nope", "--json")
+    assert missing.returncode == 2
+    data = json.loads(missing.stdout)
+    assert data["exit_code"] == 2 and "no task named" in data["error"]
+    assert data["file"].endswith("nope.toml") and data["problems"][0]["message"].startswith("there is no task")
+    store.paths().tasks_dir.mkdir(parents=True, exist_ok=True)
+    store.paths().task_file("broken").write_text('name = "broken"\n[source\n', encoding="utf-8")
+    broken = json.loads(cli(mailmig_home, "validate", "broken", "--json").stdout)
+    assert broken["line"] == 2 and broken["file"].endswith("broken.toml")
+
+
+def test_test_smtp_without_a_relay_is_a_configuration_problem(mailmig_home):
+    proc = cli(mailmig_home, "test-smtp")
+    assert proc.returncode == 2
+    assert "no SMTP relay is configured" in proc.stderr and "settings.toml" in proc.stderr
