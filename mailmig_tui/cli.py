@@ -23,6 +23,7 @@ from mailmig_tui.engine.model import (
     SOURCE_TYPE_LABELS,
     Task,
     account_key,
+    missing_destination_password,
     settings_warnings,
     task_warnings,
     to_dict,
@@ -146,6 +147,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     settings = store.load_settings()
     others = [n for n in store.list_tasks() if n != task.name]
     problems = validate_task(task, existing_names=others, settings=settings) + validate_settings(settings)
+    problems += missing_destination_password(settings)
     warnings = task_warnings(task) + settings_warnings(settings)
     if args.json:
         _emit_json(

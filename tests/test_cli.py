@@ -217,16 +217,27 @@ def test_show_hand_broken_task_names_file_field_and_line(mailmig_home):
 
 def test_validate_valid_task(mailmig_home):
     store.save_task(imap_task())
+    store.save_settings(Settings(Destination(password="master-pw")))
     result = cli(mailmig_home, "validate", "acme")
     assert (result.returncode, result.stdout, result.stderr) == (0, "Task acme is valid.\n", "")
     data = json.loads(cli(mailmig_home, "validate", "acme", "--json").stdout)
     assert data == {"task": "acme", "problems": [], "warnings": []}
 
 
+def test_validate_says_the_destination_master_password_is_missing(mailmig_home):
+    store.save_task(imap_task())
+    result = cli(mailmig_home, "validate", "acme")
+    assert result.returncode == 2
+    assert "  - destination.password: the master/admin password is missing" in result.stderr
+    store.save_settings(Settings(Destination(auth="per-user", login="")))
+    assert cli(mailmig_home, "validate", "acme").returncode == 2, "per user: each account's password is needed"
+
+
 def test_validate_reports_every_problem_on_stderr(mailmig_home):
     task = imap_task(port=0)
     task.notifications = Notifications(on_failure=True, failure_to=["it"])
     store.save_task(task)
+    store.save_settings(Settings(Destination(password="master-pw")))
     result = cli(mailmig_home, "validate", "acme")
     assert result.returncode == 2
     assert result.stdout == ""

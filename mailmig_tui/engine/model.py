@@ -454,6 +454,22 @@ def validate_task(task: Task, *, existing_names: Iterable[str] = (), settings: S
     return p
 
 
+def missing_destination_password(settings: Settings) -> list[Problem]:
+    """The master/admin password, when the destination logs in with one and none is stored. Not part
+    of :func:`validate_settings`, since the form may be saved before the password is known; ``validate``
+    reports it as a problem and the Settings screen warns when it saves without one."""
+    d = settings.destination
+    if d.auth not in ("master", "authzid") or d.password:
+        return []
+    return [
+        Problem(
+            "destination.password",
+            "the master/admin password is missing: type it in Settings (s) or put it in "
+            "config/secrets/settings.toml as [destination] password",
+        )
+    ]
+
+
 def validate_settings(settings: Settings) -> list[Problem]:
     d = settings.destination
     p = _check_host("destination.host", d.host)

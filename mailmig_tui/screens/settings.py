@@ -20,7 +20,14 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
 from mailmig_tui.engine import probe, store
-from mailmig_tui.engine.model import Destination, Problem, Settings, Smtp, validate_settings
+from mailmig_tui.engine.model import (
+    Destination,
+    Problem,
+    Settings,
+    Smtp,
+    missing_destination_password,
+    validate_settings,
+)
 from mailmig_tui.screens.modals import CertificateModal, ConfirmModal
 
 SECURITY = [
@@ -180,6 +187,8 @@ class SettingsScreen(Screen[None]):
         store.save_settings(settings)
         self.saved = settings
         self.notify(f"Settings saved to {store.paths().settings_file}", markup=False)
+        for missing in missing_destination_password(settings):
+            self.notify(f"Saved without a password: {missing.message}", severity="warning", markup=False)
         return True
 
     def action_back(self) -> None:
