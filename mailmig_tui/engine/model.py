@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import functools
 import ipaddress
 import re
 import types
@@ -570,8 +571,16 @@ def from_dict(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
 _SECRET_KEYS = {"password", "destination_password", "client_secret"}
 
 
+@functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
+    """The resolved field types of a model class, once per class (resolving them is slow: issue 14)."""
     return typing.get_type_hints(cls)
+
+
+@functools.cache
+def _loadable_fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
+    """The fields a file may set (secrets live elsewhere), once per class."""
+    return {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("secret")}
 
 
 def _build(cls: type, data: Any, where: str, problems: list[Problem]) -> Any:
@@ -579,7 +588,7 @@ def _build(cls: type, data: Any, where: str, problems: list[Problem]) -> Any:
         problems.append(Problem(where, "this must be a table"))
         return None
     hints = _field_types(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("secret")}
+    fields = _loadable_fields(cls)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
