@@ -70,12 +70,13 @@ def _signature(db: Path) -> tuple[tuple[int, int] | None, ...]:
 
 def files_signature(names: list[str], p: store.Paths | None = None) -> tuple[object, ...]:
     """Changes whenever a status shown for ``names`` can have changed: a task file added, removed or
-    edited, a state database or run lock written, and once a minute (the next scheduled start).
+    edited (its user list too), a state database or run lock written, and once a minute (the next scheduled start).
     A few stat calls: a screen polls this and reads statuses only when it changed."""
     p = p or store.paths()
     out: list[object] = [int(dt.datetime.now().timestamp() // 60)]
     try:
-        out.append(tuple(sorted((f.name, f.stat().st_mtime_ns) for f in p.tasks_dir.glob("*.toml"))))
+        files = [*p.tasks_dir.glob("*.toml"), *p.tasks_dir.glob(f"*{store.USERS_SUFFIX}")]
+        out.append(tuple(sorted((f.name, f.stat().st_mtime_ns) for f in files)))
     except OSError:
         out.append(None)
     for name in names:
