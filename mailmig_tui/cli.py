@@ -405,7 +405,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         summaries = db.summaries()
         last = db.last_run()
-        failures = {key: db.failed_messages(key) for key in summaries}
+        failures = db.failed_by_account()
     finally:
         db.close()
     rows = []

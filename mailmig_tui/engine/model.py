@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import functools
 import ipaddress
 import re
 import types
@@ -165,8 +166,16 @@ class Task:
     users: list[User] = field(default_factory=list)
 
     def user(self, source_account: str) -> User | None:
+        """One lookup; for many, build :meth:`users_by_key` once (this scans the list)."""
         key = account_key(source_account)
         return next((u for u in self.users if account_key(u.source) == key), None)
+
+    def users_by_key(self) -> dict[str, User]:
+        """The users by :func:`account_key` of their source account (the first one for a key listed twice)."""
+        by_key: dict[str, User] = {}
+        for u in self.users:
+            by_key.setdefault(account_key(u.source), u)
+        return by_key
 
 
 @dataclass
@@ -578,8 +587,16 @@ def from_dict(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
 _SECRET_KEYS = {"password", "destination_password", "client_secret"}
 
 
+@functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
+    """The resolved field types of a model class, once per class (resolving them is slow: issue 14)."""
     return typing.get_type_hints(cls)
+
+
+@functools.cache
+def _loadable_fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
+    """The fields a file may set (secrets live elsewhere), once per class."""
+    return {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("secret")}
 
 
 def _build(cls: type, data: Any, where: str, problems: list[Problem]) -> Any:
@@ -587,7 +604,7 @@ def _build(cls: type, data: Any, where: str, problems: list[Problem]) -> Any:
         problems.append(Problem(where, "this must be a table"))
         return None
     hints = _field_types(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("secret")}
+    fields = _loadable_fields(cls)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key

@@ -174,8 +174,9 @@ def lock_path(p: store.Paths, task: str) -> Path:
 def named_accounts(task: Task, only: Iterable[str]) -> list[User]:
     """The users named (``run --account``), or RunConfigError for a name not in the user list."""
     chosen = []
+    by_key = task.users_by_key()
     for name in only:
-        user = task.user(name)
+        user = by_key.get(account_key(name))
         if user is None:
             raise RunConfigError(f'{name} is not in the user list of task "{task.name}"')
         chosen.append(user)

@@ -509,53 +509,73 @@ class StateDB:
         return {"id": row[0], "started": row[1], "finished": row[2], "status": row[3]}
 
     def summaries(self) -> dict[str, AccountSummary]:
-        """Per account: totals from the message records plus the latest run's figures."""
-        out: dict[str, AccountSummary] = {}
-        accounts = self._db.execute(
-            "SELECT account, destination, status, completed_once, last_started, last_finished, last_error FROM accounts"
-        ).fetchall()
-        for account, destination, status, completed_once, started, finished, error in accounts:
-            counts = dict(
-                self._db.execute(
-                    "SELECT status, COUNT(*) FROM messages WHERE account = ? GROUP BY status", (account,)
-                ).fetchall()
+        """Per account: totals from the message records plus the latest run's figures.
+
+        A handful of queries grouped by account, not several per account (issue 14: 100,000 users)."""
+        counts: dict[str, dict[str, int]] = {}
+        copied_bytes: dict[str, int] = {}
+        for account, status, n, size in self._db.execute(
+            "SELECT account, status, COUNT(*), COALESCE(SUM(size), 0) FROM messages GROUP BY account, status"
+        ):
+            counts.setdefault(account, {})[status] = n
+            if status == COPIED:
+                copied_bytes[account] = int(size)
+        skipped: dict[str, Counter[str]] = {}
+        folders: Counter[str] = Counter()
+        for account, raw in self._db.execute("SELECT account, skipped FROM folders ORDER BY account, folder"):
+            # mail found at the destination is counted from its records below (a folder's own
+            # counts are those of its last pass only)
+            skipped.setdefault(account, Counter()).update(
+                {k: v for k, v in json.loads(raw).items() if k != SKIP_EXISTING}
             )
-            copied_bytes = self._db.execute(
-                "SELECT COALESCE(SUM(size), 0) FROM messages WHERE account = ? AND status = ?", (account, COPIED)
-            ).fetchone()[0]
-            skipped: Counter[str] = Counter()
-            folders = 0
-            for (raw,) in self._db.execute("SELECT skipped FROM folders WHERE account = ?", (account,)):
-                # mail found at the destination is counted from its records below (a folder's own
-                # counts are those of its last pass only)
-                skipped.update({k: v for k, v in json.loads(raw).items() if k != SKIP_EXISTING})
-                folders += 1
-            if counts.get(EXISTING):
-                skipped[SKIP_EXISTING] += counts[EXISTING]
-            for reason, n in self._db.execute(
-                "SELECT reason, COUNT(*) FROM messages WHERE account = ? AND status = ? GROUP BY reason",
-                (account, SKIPPED),
-            ):
-                skipped[reason] += n
-            last = self._db.execute(
-                "SELECT duration FROM account_runs WHERE account = ? ORDER BY run_id DESC LIMIT 1", (account,)
-            ).fetchone()
+            folders[account] += 1
+        for account, by_status in counts.items():
+            if by_status.get(EXISTING):
+                skipped.setdefault(account, Counter())[SKIP_EXISTING] += by_status[EXISTING]
+        for account, reason, n in self._db.execute(
+            "SELECT account, reason, COUNT(*) FROM messages WHERE status = ? GROUP BY account, reason "
+            "ORDER BY account, reason",
+            (SKIPPED,),
+        ):
+            skipped.setdefault(account, Counter())[reason] += n
+        # SQLite takes the bare column (duration) from the row holding the MAX(run_id)
+        last_duration = {
+            account: float(duration)
+            for account, duration, _ in self._db.execute(
+                "SELECT account, duration, MAX(run_id) FROM account_runs GROUP BY account"
+            )
+        }
+        out: dict[str, AccountSummary] = {}
+        for account, destination, status, completed_once, started, finished, error in self._db.execute(
+            "SELECT account, destination, status, completed_once, last_started, last_finished, last_error FROM accounts"
+        ).fetchall():
+            own = counts.get(account, {})
             out[account] = AccountSummary(
                 account=account,
                 destination=destination,
                 status=status,
                 completed_once=bool(completed_once),
-                folders=folders,
-                copied=counts.get(COPIED, 0),
-                existing=counts.get(EXISTING, 0),
-                skipped=skipped,
-                failed=counts.get(FAILED, 0),
-                bytes=int(copied_bytes),
+                folders=folders[account],
+                copied=own.get(COPIED, 0),
+                existing=own.get(EXISTING, 0),
+                skipped=skipped.get(account, Counter()),
+                failed=own.get(FAILED, 0),
+                bytes=copied_bytes.get(account, 0),
                 last_started=started,
                 last_finished=finished,
-                last_duration=float(last[0]) if last else 0.0,
+                last_duration=last_duration.get(account, 0.0),
                 last_error=error,
             )
+        return out
+
+    def failed_by_account(self) -> dict[str, list[tuple[str, str, str]]]:
+        """Every account's failed messages (folder, source id, reason), in one query."""
+        out: dict[str, list[tuple[str, str, str]]] = {}
+        for account, folder, src_id, reason in self._db.execute(
+            "SELECT account, folder, src_id, reason FROM messages WHERE status = ? ORDER BY account, folder, src_id",
+            (FAILED,),
+        ):
+            out.setdefault(account, []).append((folder, src_id, reason))
         return out
 
     def failed_messages(self, account: str) -> list[tuple[str, str, str]]:

@@ -70,12 +70,13 @@ def _signature(db: Path) -> tuple[tuple[int, int] | None, ...]:
 
 def files_signature(names: list[str], p: store.Paths | None = None) -> tuple[object, ...]:
     """Changes whenever a status shown for ``names`` can have changed: a task file added, removed or
-    edited, a state database or run lock written, and once a minute (the next scheduled start).
+    edited (its user list too), a state database or run lock written, and once a minute (the next scheduled start).
     A few stat calls: a screen polls this and reads statuses only when it changed."""
     p = p or store.paths()
     out: list[object] = [int(dt.datetime.now().timestamp() // 60)]
     try:
-        out.append(tuple(sorted((f.name, f.stat().st_mtime_ns) for f in p.tasks_dir.glob("*.toml"))))
+        files = [*p.tasks_dir.glob("*.toml"), *p.tasks_dir.glob(f"*{store.USERS_SUFFIX}")]
+        out.append(tuple(sorted((f.name, f.stat().st_mtime_ns) for f in files)))
     except OSError:
         out.append(None)
     for name in names:
@@ -123,6 +124,7 @@ class StatusReader:
         holder = runner.lock_holder(runner.lock_path(p, task.name))
         summaries, last = self.state(task.name)
         keys = [account_key(u.source) for u in task.users]
+        listed = set(keys)
         done = sum(1 for k in keys if k in summaries and summaries[k].completed_once)
         last_started = float(last["started"]) if last else None
         next_run = schedule.next_run(task.schedule, now or dt.datetime.now(schedule.local_zone()))
@@ -141,7 +143,7 @@ class StatusReader:
             # the lock is held but the run is not registered yet (choosing accounts, checking the destination)
             return replace(base, state=STARTING, holder=holder)
         ref = last_started if last_started is not None else 0.0
-        in_run = [s for k, s in summaries.items() if k in keys and (s.last_started or 0) >= ref]
+        in_run = [s for k, s in summaries.items() if k in listed and (s.last_started or 0) >= ref]
         finished = sum(1 for s in in_run if s.status != "running" and (s.last_finished or 0) >= (s.last_started or 0))
         per_period = task.run.accounts_per_period
         expected = min(per_period, len(keys)) if per_period else len(keys)

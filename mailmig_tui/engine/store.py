@@ -4,20 +4,29 @@ Layout (under ``$MAILMIG_HOME`` when set, else the platformdirs locations)::
 
     config/settings.toml            destination server and SMTP relay
     config/tasks/<task>.toml        one task, no secrets
+    config/tasks/<task>.users.csv   its user list: source,destination (one account a line)
     config/secrets/settings.toml    destination / SMTP passwords            (0600, dir 0700)
-    config/secrets/<task>.toml      source passwords, delegate password…    (0600, dir 0700)
+    config/secrets/<task>.toml      delegate password, client secret…       (0600, dir 0700)
+    config/secrets/<task>.users.csv the accounts' passwords: source,password,destination_password (0600)
     data/state/<task>.sqlite        what was copied
     logs/<task>.log                 one line per event
 
 Every write is atomic (temp file, fsync, rename), so a crash leaves the old file or the new one.
 A file that cannot be used raises :class:`ConfigError` naming the file, the line or field, and the fix;
 the file itself is never touched by a failed load.
+
+The user list is CSV, not TOML: 100,000 accounts load in a fraction of a second (tomllib needs
+seconds for as many tables) and a spreadsheet or a text editor opens it. A task file of an older
+version keeps its users as ``[[users]]`` tables and their passwords in the secrets file's
+``[users]`` table: both are read, and the next save writes the CSV files and drops them.
 """
 
 from __future__ import annotations
 
 import copy
+import csv
 import dataclasses
+import io
 import os
 import re
 import stat
@@ -35,6 +44,7 @@ from mailmig_tui.engine.model import (
     Problem,
     Settings,
     Task,
+    User,
     ValidationError,
     account_key,
     from_dict,
@@ -44,6 +54,9 @@ from mailmig_tui.engine.model import (
 
 APP_NAME = "mailmig-tui"
 HOME_ENV = "MAILMIG_HOME"
+USERS_SUFFIX = ".users.csv"
+USERS_HEADER = ["source", "destination"]
+USER_SECRETS_HEADER = ["source", "password", "destination_password"]
 
 
 class ConfigError(Exception):
@@ -93,6 +106,12 @@ class Paths:
 
     def task_secrets_file(self, name: str) -> Path:
         return self.secrets_dir / f"{name}.toml"
+
+    def task_users_file(self, name: str) -> Path:
+        return self.tasks_dir / f"{name}{USERS_SUFFIX}"
+
+    def task_user_secrets_file(self, name: str) -> Path:
+        return self.secrets_dir / f"{name}{USERS_SUFFIX}"
 
     def state_file(self, name: str) -> Path:
         return self.state_dir / f"{name}.sqlite"
@@ -243,9 +262,132 @@ def read_secrets(path: Path) -> dict[str, Any]:
 
 
 def write_secrets(path: Path, data: Mapping[str, Any]) -> None:
+    _write_private(path, tomli_w.dumps(_prune(data)).encode())
+
+
+def _write_private(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path.parent, 0o700)
-    atomic_write(path, tomli_w.dumps(_prune(data)).encode(), mode=0o600)
+    atomic_write(path, data, mode=0o600)
+
+
+# --------------------------------------------------------------------------------------------
+# The user list's CSV files.
+
+
+def _csv_rows(path: Path, *, quote_lines: bool = True) -> Iterable[tuple[int, list[str]]]:
+    """(line number, cells) of each non-blank line; ConfigError naming the line for bad UTF-8 or quoting.
+    ``quote_lines=False`` keeps cell text (passwords) out of the errors."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            path, [f"the file is not UTF-8 (byte 0x{data[exc.start]:02x}); save it as UTF-8 CSV"], line=line
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason = f" ({exc})" if quote_lines else ""
+            raise ConfigError(
+                path,
+                [f'broken CSV quoting{reason}; close the quotes around the value ("" inside quotes is one ")'],
+                line=start,
+            ) from None
+        if any(cell.strip() for cell in row):
+            yield start, row
+
+
+def _is_header_row(row: list[str], header: list[str]) -> bool:
+    return [c.strip().casefold() for c in row] == header
+
+
+def read_users_csv(path: Path) -> list[User]:
+    """A task's user list (``source,destination``, an optional header line); every bad line is named."""
+    users: list[User] = []
+    problems: list[Problem] = []
+    first = True
+    for line, row in _csv_rows(path):
+        if first and _is_header_row(row, USERS_HEADER):
+            first = False
+            continue
+        first = False
+        if len(row) != 2:
+            problems.append(
+                Problem(
+                    f"line {line}",
+                    f"{len(row)} field(s); a line is: source account,destination account "
+                    "(passwords go in the secrets file; quote a value that holds a comma)",
+                )
+            )
+            continue
+        users.append(User(source=row[0].strip(), destination=row[1].strip()))
+    if problems:
+        _raise_lines(path, problems)
+    return users
+
+
+def _raise_lines(path: Path, problems: list[Problem]) -> None:
+    if len(problems) == 1:
+        raise ConfigError(path, [Problem("", problems[0].message)], line=int(problems[0].field.split()[1]))
+    raise ConfigError(path, problems)
+
+
+def users_csv(users: Iterable[User]) -> str:
+    """The user list file's text: a header line, then ``source,destination`` per account."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(USERS_HEADER)
+    writer.writerows((u.source, u.destination) for u in users)
+    return out.getvalue()
+
+
+def read_user_secrets(path: Path) -> dict[str, tuple[str, str]]:
+    """(password, destination password) by account key; {} when there is no file. Refuses a file others
+    could read or replace, and never quotes a password in an error."""
+    if not path.exists() and not path.is_symlink():
+        return {}
+    _check_private(path)
+    out: dict[str, tuple[str, str]] = {}
+    problems: list[Problem] = []
+    first = True
+    for line, row in _csv_rows(path, quote_lines=False):
+        if first and _is_header_row(row, USER_SECRETS_HEADER):
+            first = False
+            continue
+        first = False
+        if len(row) not in (2, 3):
+            problems.append(
+                Problem(
+                    f"line {line}",
+                    f"{len(row)} field(s); a line is: source account,password,destination password "
+                    "(quote a password that holds a comma or a quote)",
+                )
+            )
+            continue
+        out[account_key(row[0])] = (row[1], row[2] if len(row) == 3 else "")
+    if problems:
+        _raise_lines(path, problems)
+    return out
+
+
+def user_secrets_csv(users: Iterable[User]) -> str:
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(USER_SECRETS_HEADER)
+    writer.writerows(
+        (u.source, u.password, u.destination_password) for u in users if u.password or u.destination_password
+    )
+    return out.getvalue()
 
 
 def _prune(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -306,11 +448,27 @@ def load_task(name: str, p: Paths | None = None) -> Task:
             [Problem("name", f'the file is {path.name} but its name is "{task.name}"; make them the same')],
             line=_line_of(path.read_text(encoding="utf-8"), "name"),
         )
-    _merge_task_secrets(task, read_secrets(p.task_secrets_file(name)), p.task_secrets_file(name))
+    users_path = p.task_users_file(name)
+    if users_path.exists():
+        # [[users]] left in the task file (an older version's, or a save cut short): kept, after the CSV's
+        listed = read_users_csv(users_path)
+        keys = {account_key(u.source) for u in listed}
+        task.users = listed + [u for u in task.users if account_key(u.source) not in keys]
+    _merge_task_secrets(
+        task,
+        read_secrets(p.task_secrets_file(name)),
+        p.task_secrets_file(name),
+        read_user_secrets(p.task_user_secrets_file(name)),
+    )
     return task
 
 
-def _merge_task_secrets(task: Task, secrets: Mapping[str, Any], path: Path) -> None:
+def _merge_task_secrets(
+    task: Task, secrets: Mapping[str, Any], path: Path, user_secrets: Mapping[str, tuple[str, str]]
+) -> None:
+    """The secrets into ``task``; the accounts' passwords from ``user_secrets`` (the CSV), else from the
+    secrets file's ``[users]`` table (an older version's)."""
+
     def text(table: Any, key: str, where: str) -> str:
         if not isinstance(table, Mapping):
             raise ConfigError(path, [Problem(where, "this must be a table")])
@@ -326,7 +484,11 @@ def _merge_task_secrets(task: Task, secrets: Mapping[str, Any], path: Path) -> N
         raise ConfigError(path, [Problem("users", "this must be a table of accounts")])
     by_key = {account_key(k): v for k, v in users.items()}
     for user in task.users:
-        entry = by_key.get(account_key(user.source), {})
+        key = account_key(user.source)
+        if key in user_secrets:
+            user.password, user.destination_password = user_secrets[key]
+            continue
+        entry = by_key.get(key, {})
         where = f'users."{user.source}"'
         user.password = text(entry, "password", where)
         user.destination_password = text(entry, "destination_password", where)
@@ -340,24 +502,19 @@ _SOURCE_KEYS = {
 
 
 def task_toml(task: Task) -> str:
-    """The task file's text: the source keys of its server type only, users as ``[[users]]`` tables."""
-    data = to_dict(task)
-    users = data.pop("users", [])
+    """The task file's text: the source keys of its server type only; the users are in the CSV beside it."""
+    data = to_dict(dataclasses.replace(task, users=[]))
+    data.pop("users", None)
     keep = _SOURCE_KEYS.get(task.source.type, ())
     data["source"] = {k: v for k, v in data["source"].items() if k == "type" or k in keep}
-    text = tomli_w.dumps(data)
-    for user in users:
-        text += "\n[[users]]\n" + tomli_w.dumps(user)
-    return text
+    return tomli_w.dumps(data)
 
 
 def task_secrets(task: Task) -> dict[str, Any]:
+    """The secrets file's content; the accounts' passwords are in the secrets CSV (:func:`user_secrets_csv`)."""
     return {
         "delegate": {"password": task.source.delegate.password},
         "microsoft365": {"client_secret": task.source.client_secret},
-        "users": {
-            u.source: {"password": u.password, "destination_password": u.destination_password} for u in task.users
-        },
     }
 
 
@@ -367,6 +524,9 @@ def save_task(task: Task, p: Paths | None = None, *, old_name: str | None = None
     problems = validate_task_name(task.name, [n for n in list_tasks(p) if n != old_name])
     if problems:
         raise ConfigError(p.task_file(task.name or "?"), problems)
+    # The CSV files first: a save cut short leaves users in both places, which a load merges
+    atomic_write(p.task_users_file(task.name), users_csv(task.users).encode())
+    _write_private(p.task_user_secrets_file(task.name), user_secrets_csv(task.users).encode())
     atomic_write(p.task_file(task.name), task_toml(task).encode())
     write_secrets(p.task_secrets_file(task.name), task_secrets(task))
     if old_name and old_name != task.name:
@@ -385,12 +545,16 @@ SECRET_COMPANIONS = (".google-key.json", ".msal-cache.json")
 
 
 def _secret_files(p: Paths, name: str) -> list[Path]:
-    return [p.task_secrets_file(name), *(p.secrets_dir / f"{name}{suffix}" for suffix in SECRET_COMPANIONS)]
+    return [
+        p.task_secrets_file(name),
+        p.task_user_secrets_file(name),
+        *(p.secrets_dir / f"{name}{suffix}" for suffix in SECRET_COMPANIONS),
+    ]
 
 
 def _rename_companions(p: Paths, old: str, new: str) -> None:
     moves = [(_state_files(p, old), _state_files(p, new)), ([p.log_file(old)], [p.log_file(new)])]
-    moves += [([o], [n]) for o, n in zip(_secret_files(p, old)[1:], _secret_files(p, new)[1:], strict=True)]
+    moves += [([o], [n]) for o, n in zip(_secret_files(p, old)[2:], _secret_files(p, new)[2:], strict=True)]
     for olds, news in moves:
         if any(n.exists() for n in news):
             continue
@@ -405,7 +569,7 @@ def delete_task(name: str, p: Paths | None = None, *, with_state: bool = False) 
     problems = validate_task_name(name)
     if problems:  # never let a name like "../settings" reach a path
         raise ConfigError(p.task_file(name or "?"), problems)
-    files = [p.task_file(name), *_secret_files(p, name)]
+    files = [p.task_file(name), p.task_users_file(name), *_secret_files(p, name)]
     if with_state:
         files += [*_state_files(p, name), p.log_file(name)]
     for f in files:

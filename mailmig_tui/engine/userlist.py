@@ -161,10 +161,12 @@ def apply(task: Task, parsed: ParsedList, *, valid_only: bool = False) -> Import
     if parsed.errors and not valid_only:
         raise ImportRejected(parsed)
     added = updated = 0
+    by_key = task.users_by_key()
     for _, new in parsed.users:
-        existing = task.user(new.source)
+        existing = by_key.get(account_key(new.source))
         if existing is None:
             task.users.append(new)
+            by_key[account_key(new.source)] = new
             added += 1
         else:
             existing.source = new.source

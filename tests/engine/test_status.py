@@ -107,3 +107,14 @@ def test_next_run_comes_from_the_schedule(mailmig_home):
     assert st.next_run is not None and st.next_run.weekday() == 0
     task.schedule.enabled = False
     assert task_status(task, now=now).next_run is None
+
+
+def test_files_signature_changes_when_the_user_list_csv_is_edited(mailmig_home):
+    from mailmig_tui.engine.status import files_signature
+
+    make_task()
+    path = store.paths().task_users_file("acme")
+    before = files_signature(["acme"])
+    path.write_text(path.read_text() + "u9,u9\n")
+    os.utime(path, ns=(path.stat().st_mtime_ns + 10**9, path.stat().st_mtime_ns + 10**9))
+    assert files_signature(["acme"])[1] != before[1]

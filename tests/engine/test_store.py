@@ -142,8 +142,10 @@ def test_mailmig_home_redirects_everything(mailmig_home, tmp_path, monkeypatch):
     assert all_files(mailmig_home) == [
         "config/secrets/settings.toml",
         "config/secrets/t.toml",
+        "config/secrets/t.users.csv",
         "config/settings.toml",
         "config/tasks/t.toml",
+        "config/tasks/t.users.csv",
     ]
     assert not elsewhere.exists()
 
@@ -191,11 +193,12 @@ def test_task_file_is_the_documented_toml(p):
         "skip_before = 2015-01-01",
         "skip_after = 2026-06-30",
         "[filters.mailboxes]",
-        "[[users]]",
-        'source = "alice@acme.example"',
     ]:
         assert line in text.splitlines()
-    assert text.count("[[users]]") == 3
+    assert "users" not in text, "the user list is in the CSV beside the task file"
+    assert p.task_users_file("acme-exchange").read_text() == (
+        "source,destination\nalice@acme.example,alice\nBob.Smith@acme.example,bob\ncarol,carol.jones\n"
+    )
     # only the keys of the task's own server type are written
     assert "key_file" not in text and "tenant" not in text
 
@@ -205,18 +208,25 @@ def test_no_secret_in_the_task_file(p):
     m365 = full_m365_task()
     store.save_task(task)
     store.save_task(m365)
-    task_text = p.task_file(task.name).read_text() + p.task_file(m365.name).read_text()
+    task_text = "".join(f.read_text() for n in (task.name, m365.name) for f in (p.task_file(n), p.task_users_file(n)))
     stored = leaves(store.read_secrets(p.task_secrets_file(task.name))) + leaves(
         store.read_secrets(p.task_secrets_file(m365.name))
     )
+    stored += [
+        pw
+        for n in (task.name, m365.name)
+        for pws in store.read_user_secrets(p.task_user_secrets_file(n)).values()
+        for pw in pws
+    ]
     for secret in [*IMAP_SECRETS, "m365-client-secret~value", "unused-but-kept"]:
         assert secret not in task_text
         assert secret in stored
     assert "password" not in task_text and "client_secret" not in task_text
-    assert store.read_secrets(p.task_secrets_file(task.name))["users"]["Bob.Smith@acme.example"] == {
-        "password": "bob-pw\nline2",
-        "destination_password": "bob-dest-pw",
-    }
+    assert store.read_user_secrets(p.task_user_secrets_file(task.name))["bob.smith@acme.example"] == (
+        "bob-pw\nline2",
+        "bob-dest-pw",
+    )
+    assert "users" not in store.read_secrets(p.task_secrets_file(task.name))
     assert store.read_secrets(p.task_secrets_file(m365.name))["microsoft365"] == {
         "client_secret": "m365-client-secret~value"
     }
@@ -231,6 +241,7 @@ def test_secrets_file_mode_0600_in_a_0700_dir(p):
         os.umask(old_umask)
     assert stat.S_IMODE(p.secrets_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE(p.task_secrets_file("acme-exchange").stat().st_mode) == 0o600
+    assert stat.S_IMODE(p.task_user_secrets_file("acme-exchange").stat().st_mode) == 0o600
     assert stat.S_IMODE(p.settings_secrets_file.stat().st_mode) == 0o600
 
 
@@ -487,9 +498,11 @@ def test_atomic_write_leaves_no_temp_files(p):
         store.save_settings(Settings())
     assert all_files(p.config) == [
         "secrets/acme-exchange.toml",
+        "secrets/acme-exchange.users.csv",
         "secrets/settings.toml",
         "settings.toml",
         "tasks/acme-exchange.toml",
+        "tasks/acme-exchange.users.csv",
     ]
     assert store.load_task("acme-exchange").run.concurrency == 3
 
@@ -507,7 +520,12 @@ def test_failed_write_keeps_the_old_file_and_no_temp_file(p, monkeypatch):
     with pytest.raises(OSError):
         store.save_task(changed, old_name="acme-exchange")
     assert p.task_file("acme-exchange").read_bytes() == before
-    assert all_files(p.config) == ["secrets/acme-exchange.toml", "tasks/acme-exchange.toml"]
+    assert all_files(p.config) == [
+        "secrets/acme-exchange.toml",
+        "secrets/acme-exchange.users.csv",
+        "tasks/acme-exchange.toml",
+        "tasks/acme-exchange.users.csv",
+    ]
 
 
 def test_save_refuses_an_existing_name_case_insensitively(p):
@@ -629,3 +647,121 @@ def test_source_secrets_travel_with_a_renamed_task_and_go_with_a_deleted_one():
     assert (p.secrets_dir / "new.msal-cache.json").exists() and (p.secrets_dir / "new.google-key.json").exists()
     store.delete_task("new")
     assert not list(p.secrets_dir.glob("new*"))
+
+
+# --------------------------------------------------------------------------------------------
+# The user list in CSV files beside the task and its secrets.
+
+
+def test_an_older_task_file_with_users_is_migrated_without_losing_a_user_or_password(p):
+    write(p.task_file("acme"), GOOD)
+    write(
+        p.task_secrets_file("acme"),
+        '[delegate]\npassword = "d"\n[users.alice]\npassword = "a-pw"\n[users."BOB"]\ndestination_password = "b-dest"\n',
+    )
+    os.chmod(p.task_secrets_file("acme"), 0o600)
+    task = store.load_task("acme")
+    assert [(u.source, u.destination, u.password, u.destination_password) for u in task.users] == [
+        ("alice", "alice", "a-pw", ""),
+        ("bob", "bob", "", "b-dest"),
+    ]
+    store.save_task(task, old_name="acme")
+    assert "users" not in p.task_file("acme").read_text()
+    assert "users" not in store.read_secrets(p.task_secrets_file("acme"))
+    assert p.task_users_file("acme").read_text() == "source,destination\nalice,alice\nbob,bob\n"
+    assert store.read_user_secrets(p.task_user_secrets_file("acme")) == {"alice": ("a-pw", ""), "bob": ("", "b-dest")}
+    again = store.load_task("acme")
+    assert again == task and [(u.password, u.destination_password) for u in again.users] == [
+        ("a-pw", ""),
+        ("", "b-dest"),
+    ]
+    assert again.source.delegate.password == "d"
+
+
+def test_users_left_in_the_task_file_beside_a_csv_are_kept_after_the_csvs(p):
+    """A save cut short between the CSV and the task file (or a hand edit) leaves both: nobody is lost."""
+    write(p.task_file("acme"), GOOD)
+    write(p.task_users_file("acme"), "source,destination\ncarol,carol\nBOB,bob2\n")
+    assert [(u.source, u.destination) for u in store.load_task("acme").users] == [
+        ("carol", "carol"),
+        ("BOB", "bob2"),
+        ("alice", "alice"),
+    ]
+
+
+def test_hand_edited_users_csv_loads(p):
+    store.save_task(Task(name="t", source=Source(host="h")))
+    write(p.task_users_file("t"), '\ufeffSource,Destination\r\n\r\n alice@x , alice\r\n"o,dd@x",odd\r\nbob@x,bob\r\n')
+    assert [(u.source, u.destination) for u in store.load_task("t").users] == [
+        ("alice@x", "alice"),
+        ("o,dd@x", "odd"),
+        ("bob@x", "bob"),
+    ]
+
+
+def test_a_broken_users_csv_line_is_named_with_the_fix(p):
+    store.save_task(Task(name="t", users=[User("alice", "alice")]))
+    path = p.task_users_file("t")
+    before = write(path, "source,destination\nalice,alice\nbob,bob,pw-bob\n")
+    with pytest.raises(ConfigError) as info:
+        store.load_task("t")
+    assert info.value.line == 3
+    assert str(info.value) == (
+        f"{path}, line 3: 3 field(s); a line is: source account,destination account "
+        "(passwords go in the secrets file; quote a value that holds a comma)"
+    )
+    assert path.read_bytes() == before
+
+    write(path, "alice\nbob,bob\ncarol\n")
+    with pytest.raises(ConfigError) as info:
+        store.load_task("t")
+    assert str(info.value).startswith(f"{path}:\n  - line 1: 1 field(s)")
+    assert "\n  - line 3: 1 field(s)" in str(info.value)
+
+    write(path, 'alice,alice\n"bob,bob\n')
+    with pytest.raises(ConfigError, match="broken CSV quoting.*close the quotes") as info:
+        store.load_task("t")
+    assert info.value.line == 2
+
+    path.write_bytes(b"alice,alice\nb\xe9b,bob\n")
+    with pytest.raises(ConfigError, match="not UTF-8") as info:
+        store.load_task("t")
+    assert info.value.line == 2
+
+
+def test_a_broken_user_secrets_csv_never_shows_a_password(p):
+    store.save_task(Task(name="t", users=[User("alice", "alice", password="pw")]))
+    secrets = p.task_user_secrets_file("t")
+    secrets.write_text('source,password,destination_password\nalice,"Hunter2-secret\n')
+    with pytest.raises(ConfigError) as info:
+        store.load_task("t")
+    assert info.value.line == 2 and str(secrets) in str(info.value) and "Hunter2" not in str(info.value)
+    secrets.write_text("alice,Hunter2-secret,x,y\n")
+    with pytest.raises(ConfigError, match="line 1: 4 field") as info:
+        store.load_task("t")
+    assert "Hunter2" not in str(info.value)
+
+
+def test_a_readable_user_secrets_csv_is_refused(p):
+    store.save_task(Task(name="t", users=[User("alice", "alice", password="pw")]))
+    os.chmod(p.task_user_secrets_file("t"), 0o644)
+    with pytest.raises(ConfigError, match=f"chmod 600 {p.task_user_secrets_file('t')}"):
+        store.load_task("t")
+
+
+def test_rename_copy_and_delete_carry_the_users_csv_files(p):
+    task = full_imap_task("old")
+    store.save_task(task)
+    task.name = "new"
+    store.save_task(task, old_name="old")
+    assert not p.task_users_file("old").exists() and not p.task_user_secrets_file("old").exists()
+    loaded = store.load_task("new")
+    assert loaded == task and [u.password for u in loaded.users] == [u.password for u in task.users]
+
+    store.save_task(store.copy_task(loaded, "dup"))
+    dup = store.load_task("dup")
+    assert [(u.source, u.password) for u in dup.users] == [(u.source, u.password) for u in task.users]
+
+    store.delete_task("new")
+    store.delete_task("dup")
+    assert all_files(p.config) == []

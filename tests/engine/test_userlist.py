@@ -271,6 +271,25 @@ def test_reimport_updates_instead_of_duplicating():
     assert len(task.users) == 3
 
 
+def test_import_updates_existing_accounts_in_place_and_appends_new_ones_in_order():
+    existing = [User(f"User{i}@Acme.example", f"user{i}", password=f"old{i}") for i in range(50)]
+    task = task_with(*existing)
+    lines = [f"user{i}@acme.EXAMPLE,new{i},dest{i}" for i in range(49, -1, -2)]  # odd ones, backwards
+    lines += [f"new{i}@acme.example,n{i},new{i}" for i in range(5)]
+    lines.insert(3, "newer@acme.example,n,newer")
+    parsed = userlist.parse("\n".join(lines) + "\n", IMAP)
+    assert userlist.apply(task, parsed) == ImportSummary(added=6, updated=25, rejected=0)
+    assert task.users[:50] == existing  # the same objects, in the same order
+    assert all(a is b for a, b in zip(task.users, existing, strict=False))
+    for i in range(50):
+        u = task.users[i]
+        if i % 2:
+            assert (u.source, u.password, u.destination) == (f"user{i}@acme.EXAMPLE", f"new{i}", f"dest{i}")
+        else:
+            assert (u.source, u.password, u.destination) == (f"User{i}@Acme.example", f"old{i}", f"user{i}")
+    assert [u.source for u in task.users[50:]] == ["newer@acme.example"] + [f"new{i}@acme.example" for i in range(5)]
+
+
 def test_remove():
     task = task_with(User("alice", "a", password="1"), User("bob", "b", password="2"), User("carol", "c", password="3"))
     assert userlist.remove(task, ["ALICE", "carol", "nobody"]) == 2
