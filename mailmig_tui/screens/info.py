@@ -321,4 +321,4 @@ class InfoScreen(Screen[None]):
         self.notify(f"Log shows {level} and above", timeout=2, markup=False)
 
     def action_follow(self) -> None:
-        self.pane.log_widget.scroll_end(animate=False)
+        self.pane.log_widget.follow()
