@@ -65,25 +65,19 @@ class SeverityHighlighter(Highlighter):
 
 
 class FollowLog(Log):
-    """A ``Log`` that stays at its end while ``following``, whatever changes its size (new lines, a stop, a
-    resize); scrolling up stops following, reaching the end again resumes it."""
+    """A ``Log`` anchored to its end (Textual's ``Widget.anchor``): it stays there whatever changes its size
+    (new lines, a refilter, a resize); a scroll by the admin releases the anchor, scrolling back to the end
+    or :meth:`follow` sets it again."""
 
-    following = True
+    def on_mount(self) -> None:
+        self.anchor()
 
-    def watch_scroll_y(self, old: float, new: float) -> None:
-        super().watch_scroll_y(old, new)
-        if self.is_vertical_scroll_end:
-            self.following = True
-        elif new < old:
-            self.following = False
-
-    def on_resize(self) -> None:
-        if self.following:
-            self.call_after_refresh(self.follow)
+    @property
+    def following(self) -> bool:
+        return self.is_anchored and not self._anchor_released
 
     def follow(self) -> None:
-        self.following = True
-        self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.anchor()
 
 
 class LogPane(Vertical):
@@ -151,11 +145,8 @@ class LogPane(Vertical):
             return
         self._records.extend(records)
         lines = [format_record(r) for r in records if self.matches(r)]
-        log = self.log_widget
         if lines:
-            log.write_lines(lines, scroll_end=False)
-            if log.following:
-                log.follow()
+            self.log_widget.write_lines(lines, scroll_end=False)
 
     def replace(self, records: Iterable[LogRecord]) -> None:
         """Show these records instead of the ones held."""
@@ -207,7 +198,7 @@ class LogPane(Vertical):
         log = self.log_widget
         log.clear()
         log.write_lines(lines[-self._max_lines :], scroll_end=False)
-        log.follow()
+        log.follow()  # a new filter shows its last lines
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
