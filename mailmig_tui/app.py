@@ -20,10 +20,12 @@ from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.command import DiscoveryHit, Hits
 from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.system_commands import SystemCommandsProvider
 from textual.worker import Worker, WorkerState
 
 from mailmig_tui.engine import runner, store
@@ -33,7 +35,7 @@ from mailmig_tui.engine.status import StatusReader
 from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.messages import RunEvents, RunStateChanged
 from mailmig_tui.runs import Run, holder_text
-from mailmig_tui.screens.modals import ConfirmModal, ErrorModal, HelpScreen
+from mailmig_tui.screens.modals import ConfirmModal, ErrorModal, HelpScreen, is_framework_key
 from mailmig_tui.screens.tasks import TasksScreen
 
 DRAIN_SECONDS = 0.1
@@ -42,10 +44,20 @@ EXIT_INTERRUPTED = 130
 STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
 
 
+class AppCommands(SystemCommandsProvider):
+    """``get_system_commands`` in its own order (Textual's provider sorts them by name when nothing is typed)."""
+
+    async def discover(self) -> Hits:
+        for command in self.app.get_system_commands(self.screen):
+            if command.discover:
+                yield DiscoveryHit(command.title, command.callback, help=command.help)
+
+
 class MailmigApp(App[None]):
     TITLE = "mailmig-tui"
     SUB_TITLE = "message migration"
     CSS_PATH = Path(__file__).with_name("app.tcss")
+    COMMANDS = {AppCommands}
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
         Binding("f1", "help", "Help", id="app.help"),
@@ -324,19 +336,25 @@ class MailmigApp(App[None]):
         self.push_screen(HelpScreen(self.screen))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        yield SystemCommand("Help: keys", "Every key of this screen (F1)", self.action_help)
+        """The screen's own actions (in the order of its keys), then help and quit, then Textual's theme,
+        maximize and screenshot; each title once, without the framework's focus and copy keys."""
         seen: set[str] = set()
         for active in screen.active_bindings.values():
             binding, node = active.binding, active.node
-            if node is self or not binding.description or not active.enabled or binding.action in seen:
+            if node is not screen or not binding.description or not active.enabled or is_framework_key(binding):
                 continue
-            if node is not screen:
+            if binding.description in seen:
                 continue
-            seen.add(binding.action)
+            seen.add(binding.description)
             key = self.get_key_display(binding)
             yield SystemCommand(
                 binding.description,
                 f"{binding.tooltip or binding.description} ({key})",
                 partial(screen.run_action, binding.action),
             )
+        seen.add("Help: keys")
+        yield SystemCommand("Help: keys", "Every key of this screen (F1)", self.action_help)
+        for command in super().get_system_commands(screen):
+            if command.title not in seen and command.title != "Keys":  # "Keys": Textual's panel, F1 instead
+                seen.add(command.title)
+                yield command
