@@ -20,30 +20,44 @@ from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.command import DiscoveryHit, Hits
 from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.system_commands import SystemCommandsProvider
 from textual.worker import Worker, WorkerState
 
 from mailmig_tui.engine import runner, store
 from mailmig_tui.engine.logfile import Redactor
 from mailmig_tui.engine.model import Settings, Task, validate_settings, validate_task
+from mailmig_tui.engine.status import StatusReader
 from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.messages import RunEvents, RunStateChanged
 from mailmig_tui.runs import Run, holder_text
-from mailmig_tui.screens.modals import ConfirmModal, ErrorModal, HelpScreen
+from mailmig_tui.screens.modals import ConfirmModal, ErrorModal, HelpScreen, is_framework_key
 from mailmig_tui.screens.tasks import TasksScreen
 
 DRAIN_SECONDS = 0.1
+STOP_WATCH_SECONDS = 1.0  # a stop asked of another process: how often the app looks whether it stopped
 EXIT_INTERRUPTED = 130
 STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
+
+
+class AppCommands(SystemCommandsProvider):
+    """``get_system_commands`` in its own order (Textual's provider sorts them by name when nothing is typed)."""
+
+    async def discover(self) -> Hits:
+        for command in self.app.get_system_commands(self.screen):
+            if command.discover:
+                yield DiscoveryHit(command.title, command.callback, help=command.help)
 
 
 class MailmigApp(App[None]):
     TITLE = "mailmig-tui"
     SUB_TITLE = "message migration"
     CSS_PATH = Path(__file__).with_name("app.tcss")
+    COMMANDS = {AppCommands}
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
         Binding("f1", "help", "Help", id="app.help"),
@@ -53,6 +67,7 @@ class MailmigApp(App[None]):
         """``runner_options``: extra keyword arguments for ``runner.run_task`` (tests: limits, factories)."""
         super().__init__()
         self.runs: dict[str, Run] = {}
+        self.stop_requests: dict[str, dict] = {}  # task -> the other process's run asked to stop (its lock holder)
         self.runner_options = dict(runner_options or {})
         self.hung_up = False
         self.quitting = False
@@ -87,6 +102,7 @@ class MailmigApp(App[None]):
     def on_mount(self) -> None:
         self.push_screen(TasksScreen())
         self._drain_timer = self.set_interval(DRAIN_SECONDS, self.drain, pause=True)  # runs only while runs do
+        self._stop_timer = self.set_interval(STOP_WATCH_SECONDS, self._watch_stops, pause=True)
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:
             try:
@@ -150,10 +166,60 @@ class MailmigApp(App[None]):
         return runner.run_task(task, settings, cancel=run.cancel, sink=run.sink, by="tui", **self.runner_options)
 
     def stop_task(self, name: str) -> None:
+        """Stop this app's run of ``name``, or ask (after a confirmation) the other process running it."""
         run = self.runs.get(name)
-        if run is not None and run.phase != "stopping":
-            run.stop()
-            self.post_to_screens(RunStateChanged(run))
+        if run is not None:
+            if run.phase != "stopping":
+                run.stop()
+                self.post_to_screens(RunStateChanged(run))
+            return
+        holder = runner.lock_holder(runner.lock_path(store.paths(), name))
+        if holder is None or name in self.stop_requests:
+            return
+        who = holder_text(holder)
+
+        def done(yes: bool | None) -> None:
+            if not yes or runner.lock_holder(runner.lock_path(store.paths(), name)) != holder:
+                return
+            try:
+                runner.request_stop(store.paths(), name, holder, by="tui")
+            except OSError as exc:
+                self.notify(f"Could not ask {who} to stop: {exc}", severity="error", markup=False)
+                return
+            self.stop_requests[name] = holder
+            self._stop_timer.resume()
+            self.notify(f"Asked {who} to stop {name} after its current batch", markup=False)
+            self.refresh_bindings()
+
+        self.push_screen(
+            ConfirmModal(
+                f"Stop the run of {name} in another process?",
+                f"{name} is being run by {who}. Ask it to stop after its current batch? What it copied is "
+                "kept; starting the task again resumes.",
+                yes="Stop it",
+            ),
+            done,
+        )
+
+    def _watch_stops(self) -> None:
+        """Tell the outcome of each stop asked of another process once its run has let go of the task."""
+        p = store.paths()
+        for name, holder in list(self.stop_requests.items()):
+            if runner.lock_holder(runner.lock_path(p, name)) == holder:
+                continue
+            del self.stop_requests[name]
+            _, last = StatusReader(p).state(name)
+            how = last["status"] if last else "ended"
+            self.notify(
+                f"The run of {name} by {holder_text(holder)} {how}"
+                + ("; start it again to resume" if how == "stopped" else ""),
+                title="Run finished",
+                markup=False,
+                timeout=8,
+            )
+            self.refresh_bindings()
+        if not self.stop_requests:
+            self._stop_timer.pause()
 
     def drain(self) -> None:
         for run in list(self.runs.values()):
@@ -270,19 +336,25 @@ class MailmigApp(App[None]):
         self.push_screen(HelpScreen(self.screen))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        yield SystemCommand("Help: keys", "Every key of this screen (F1)", self.action_help)
+        """The screen's own actions (in the order of its keys), then help and quit, then Textual's theme,
+        maximize and screenshot; each title once, without the framework's focus and copy keys."""
         seen: set[str] = set()
         for active in screen.active_bindings.values():
             binding, node = active.binding, active.node
-            if node is self or not binding.description or not active.enabled or binding.action in seen:
+            if node is not screen or not binding.description or not active.enabled or is_framework_key(binding):
                 continue
-            if node is not screen:
+            if binding.description in seen:
                 continue
-            seen.add(binding.action)
+            seen.add(binding.description)
             key = self.get_key_display(binding)
             yield SystemCommand(
                 binding.description,
                 f"{binding.tooltip or binding.description} ({key})",
                 partial(screen.run_action, binding.action),
             )
+        seen.add("Help: keys")
+        yield SystemCommand("Help: keys", "Every key of this screen (F1)", self.action_help)
+        for command in super().get_system_commands(screen):
+            if command.title not in seen and command.title != "Keys":  # "Keys": Textual's panel, F1 instead
+                seen.add(command.title)
+                yield command

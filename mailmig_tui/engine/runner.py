@@ -45,6 +45,7 @@ from mailmig_tui.engine.state import StateDB, StateMismatch
 RETRIES = 3
 BACKOFF_S = (2.0, 6.0, 15.0)
 LOCK_POLL_S = 1.0  # how often a run waiting for a destination account another run writes looks again
+STOP_POLL_S = 0.5  # how often a run looks for a stop request of another process (request_stop)
 DEFAULT_BUDGET = 48 * 1024 * 1024  # message bytes in flight per run (bench/: no faster above)
 
 
@@ -89,6 +90,7 @@ class FileLock:
         self.path = path
         self.by = by
         self.about = about
+        self.info: dict = {}  # what the file says while held: pid, host, by, started
         self._fd: int | None = None
 
     def try_acquire(self) -> bool:
@@ -103,6 +105,7 @@ class FileLock:
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(info).encode())
         self._fd = fd
+        self.info = info
         return True
 
     def release(self) -> None:
@@ -165,6 +168,48 @@ def lock_holder(path: Path) -> dict | None:
 
 def lock_path(p: store.Paths, task: str) -> Path:
     return p.state_dir / f"{task}.lock"
+
+
+# A run of another process (``mailmig-tui run``, the scheduler, another app) is asked to stop by a file
+# beside its lock naming the run (its lock's pid and start); the run polls for it, sets its cancel
+# token, and stops after its current batch like any stop: consistent and resumable.
+
+
+def stop_request_path(p: store.Paths, task: str) -> Path:
+    return p.state_dir / f"{task}.stop"
+
+
+def request_stop(p: store.Paths, task: str, holder: dict, by: str) -> None:
+    """Ask the run that ``holder`` (from :func:`lock_holder`) describes to stop after its current batch."""
+    path = stop_request_path(p, task)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    request = {"pid": holder.get("pid"), "started": holder.get("started"), "by": by, "host": socket.gethostname()}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(request))
+    tmp.replace(path)
+
+
+def _stop_requested(path: Path, lock: FileLock) -> dict | None:
+    """The stop request for the run holding ``lock``, if there is one (one for an earlier run is ignored)."""
+    try:
+        request = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(request, dict):
+        return None
+    mine = (lock.info.get("pid"), lock.info.get("started"))
+    return request if (request.get("pid"), request.get("started")) == mine else None
+
+
+def _watch_stop_requests(
+    path: Path, lock: FileLock, cancel: threading.Event, ended: threading.Event, emit: Sink, task: str
+) -> None:
+    while not ended.wait(STOP_POLL_S) and not cancel.is_set():
+        request = _stop_requested(path, lock)
+        if request is not None:
+            emit(LogLine(task, severity="warning", text=f"stop requested by {request.get('by', '?')} on "
+                         f"{request.get('host', '?')}: stopping after the current batch"))  # fmt: skip
+            cancel.set()
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,9 +374,20 @@ def run_task(
         task, settings, p, dry_run, cancel, emit, ByteBudget(budget_bytes), source_factory, destination_factory,
         limits or Limits(), notifier, clock, by,
     )  # fmt: skip
+    ended = threading.Event()
+    stop_path = stop_request_path(p, task.name)
+    if not dry_run:
+        stop_path.unlink(missing_ok=True)  # a request for an earlier run
+        threading.Thread(
+            target=_watch_stop_requests, args=(stop_path, lock, cancel, ended, emit, task.name),
+            name="stop-requests", daemon=True,
+        ).start()  # fmt: skip
     try:
         return _run_locked(run, list(accounts))
     finally:
+        ended.set()
+        if not dry_run:
+            stop_path.unlink(missing_ok=True)
         if writer is not None:
             writer.close()
         lock.release()

@@ -29,7 +29,16 @@ from mailmig_tui.engine.state import AccountSummary
 from mailmig_tui.engine.status import StatusReader, TaskStatus, files_signature
 from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.messages import RunEvents, RunStateChanged
-from mailmig_tui.runs import Run, duration_text, holder_text, size_text, status_style, status_text, when_text
+from mailmig_tui.runs import (
+    STOPPING_TEXT,
+    Run,
+    duration_text,
+    holder_text,
+    size_text,
+    status_style,
+    status_text,
+    when_text,
+)
 from mailmig_tui.widgets.log_pane import ALL_ACCOUNTS, LogPane
 from mailmig_tui.widgets.summary_table import AccountRow, SummaryTable, skipped_detail
 
@@ -125,6 +134,11 @@ class InfoScreen(Screen[None]):
     @property
     def app_runs(self) -> dict[str, Run]:
         return getattr(self.app, "runs", {})
+
+    @property
+    def stop_requests(self) -> dict[str, dict]:
+        """Runs of other processes this app asked to stop (task -> their lock holder)."""
+        return getattr(self.app, "stop_requests", {})
 
     # ----------------------------------------------------------------------------------------
     # The log: history from the file, then this app's run records or the file's new lines.
@@ -241,6 +255,13 @@ class InfoScreen(Screen[None]):
 
     def _show_status(self) -> None:
         state = status_text(self.status, self.run)
+        if (
+            self.run is None
+            and self.status is not None
+            and self.status.running
+            and self.task_name in self.stop_requests
+        ):
+            state = STOPPING_TEXT
         line = Text.assemble(("Status: ", "bold"), (state, status_style(state)))
         if self.load_error:
             line.append(f"  (the task cannot be read: {escape_controls(self.load_error)})", style="red")
@@ -293,7 +314,10 @@ class InfoScreen(Screen[None]):
         if action == "start":
             return None if self.running or self.mig_task is None else True
         if action == "stop":
-            return True if self.run is not None and self.run.phase != "stopping" else None
+            if self.run is not None:
+                return True if self.run.phase != "stopping" else None
+            held = self.status is not None and self.status.holder is not None
+            return True if held and self.task_name not in self.stop_requests else None
         return True
 
     def action_back(self) -> None:
@@ -321,4 +345,4 @@ class InfoScreen(Screen[None]):
         self.notify(f"Log shows {level} and above", timeout=2, markup=False)
 
     def action_follow(self) -> None:
-        self.pane.log_widget.scroll_end(animate=False)
+        self.pane.log_widget.follow()

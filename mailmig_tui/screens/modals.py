@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.suggester import Suggester
-from textual.widgets import Button, Checkbox, DataTable, Input, Static
+from textual.widgets import Button, Checkbox, DataTable, Input, Log, Select, Static
 
 from mailmig_tui.engine.textsafe import escape_controls
 
@@ -248,19 +248,35 @@ class HelpScreen(ModalScreen[None]):
         self.dismiss(None)
 
 
+FRAMEWORK_ACTIONS = frozenset(b.action for b in Screen.BINDINGS if isinstance(b, Binding))  # tab, copy
+WIDGET_PLACES = ((DataTable, "in the table"), (Log, "in the log"), (Input, "in a text field"), (Select, "in a list"))
+RENAMED = {"command_palette": "Command palette"}
+
+
+def is_framework_key(binding: Binding) -> bool:
+    """Textual's own keys of every screen (next/previous field, copy): not actions of this app."""
+    return binding.action in FRAMEWORK_ACTIONS
+
+
+def widget_place(node: object) -> str:
+    """Where a focused widget's keys work, in words (never a class name)."""
+    return next((place for cls, place in WIDGET_PLACES if isinstance(node, cls)), "in the focused field")
+
+
 def help_rows(screen: Screen) -> list[tuple[str, str, str, bool]]:
-    """(key, description, where, enabled) for every described binding active on ``screen``."""
+    """(key, description, where, enabled) for every described binding active on ``screen``: the screen's
+    first, then the focused widget's, then the app's; Textual's focus and copy keys left out."""
     app = screen.app
     grouped: dict[tuple[str, str], list[str]] = {}
     enabled: dict[tuple[str, str], bool] = {}
     order: list[tuple[str, str]] = []
     for key, active in screen.active_bindings.items():
         binding = active.binding
-        if not binding.description:
+        if not binding.description or is_framework_key(binding):
             continue
         node = active.node
-        where = "everywhere" if node is app else "this screen" if node is screen else type(node).__name__
-        ident = (binding.description, where)
+        where = "everywhere" if node is app else "this screen" if node is screen else widget_place(node)
+        ident = (RENAMED.get(binding.action, binding.description), where)
         if ident not in grouped:
             grouped[ident] = []
             order.append(ident)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -20,7 +16,7 @@ from mailmig_tui.engine.status import StatusReader, TaskStatus, files_signature
 from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.messages import RunEvents, RunStateChanged
 from mailmig_tui.runs import holder_text, status_style, status_text, when_text
-from mailmig_tui.screens.modals import ConfirmModal, DeleteTaskModal, ErrorModal, PromptModal
+from mailmig_tui.screens.modals import DeleteTaskModal, ErrorModal, PromptModal
 
 # (key, label, width): live columns have a fixed width (updated cells never re-measure the table).
 COLUMNS = (
@@ -261,7 +257,8 @@ class TasksScreen(Screen[None]):
         if action == "stop":
             if run is not None:
                 return None if run.phase == "stopping" else True
-            return True if st is not None and _stoppable(st.holder) else None
+            asked = getattr(self.app, "stop_requests", {})
+            return True if st is not None and st.holder and name not in asked else None
         if action == "delete":
             return None if running else True
         if action in ("edit", "duplicate"):
@@ -348,36 +345,12 @@ class TasksScreen(Screen[None]):
             self.refresh_rows([self.selected])
 
     def action_stop(self) -> None:
+        """This app's run stops after its current batch; a run of another process is asked to (confirmed)."""
         name = self.selected
         if name is None:
             return
-        if name in self.app_runs:
-            self.app.stop_task(name)  # type: ignore[attr-defined]
-            self.refresh_rows([name])
-            return
-        st = self.statuses.get(name)
-        if st is None or not _stoppable(st.holder):
-            return
-        holder = st.holder or {}
-
-        def done(yes: bool | None) -> None:
-            if yes:
-                try:
-                    os.kill(int(holder["pid"]), signal.SIGTERM)
-                except (OSError, ValueError, KeyError) as exc:
-                    self.notify(f"Could not stop it: {exc}", severity="error", markup=False)
-                else:
-                    self.notify(f"Asked {holder_text(holder)} to stop after its current batch", markup=False)
-
-        self.app.push_screen(
-            ConfirmModal(
-                "Stop a run of another process",
-                f"{name} is being run by {holder_text(holder)}. Ask it to stop after its current batch? "
-                "It can be resumed by starting the task again.",
-                yes="Stop it",
-            ),
-            done,
-        )
+        self.app.stop_task(name)  # type: ignore[attr-defined]
+        self.refresh_rows([name])
 
     def action_info(self) -> None:
         if self.selected:
@@ -389,11 +362,6 @@ class TasksScreen(Screen[None]):
         from mailmig_tui.screens.settings import SettingsScreen
 
         self.app.push_screen(SettingsScreen())
-
-
-def _stoppable(holder: dict | None) -> bool:
-    """A run of ``mailmig-tui run`` on this machine stops cleanly on SIGTERM."""
-    return bool(holder) and holder.get("by") == "cli" and holder.get("host") == socket.gethostname()
 
 
 def _free_name(name: str) -> str:

@@ -3,8 +3,9 @@
 Lines go into a :class:`~textual.widgets.Log` (plain text: a folder called ``[Gmail]/Sent Mail`` is
 shown as it is), always in batches through ``write_lines``. The pane keeps the records it was given
 (up to ``keep``) so that changing a filter re-shows them; the ``Log`` holds at most ``max_lines``.
-``write_lines`` only follows the end when the view is already there, so an admin reading further up
-is not pulled down by new lines.
+The ``Log`` follows the end (new lines, a resize, a refilter) until the admin scrolls up; scrolling back
+to the end, or ``follow()`` (the ``f`` key of Task info), follows again. An admin reading further up is
+never pulled down by new lines.
 """
 
 from __future__ import annotations
@@ -63,6 +64,22 @@ class SeverityHighlighter(Highlighter):
             text.stylize(dim, 0, 14)
 
 
+class FollowLog(Log):
+    """A ``Log`` anchored to its end (Textual's ``Widget.anchor``): it stays there whatever changes its size
+    (new lines, a refilter, a resize); a scroll by the admin releases the anchor, scrolling back to the end
+    or :meth:`follow` sets it again."""
+
+    def on_mount(self) -> None:
+        self.anchor()
+
+    @property
+    def following(self) -> bool:
+        return self.is_anchored and not self._anchor_released
+
+    def follow(self) -> None:
+        self.anchor()
+
+
 class LogPane(Vertical):
     """Filter bar (account, minimum severity, search) above a ``Log``."""
 
@@ -97,7 +114,7 @@ class LogPane(Vertical):
                 id="log-severity",
             )
             yield Input(placeholder="search the log (/)", compact=True, id="log-search")
-        yield Log(max_lines=self._max_lines, highlight=True, id="log-lines")
+        yield FollowLog(max_lines=self._max_lines, highlight=True, id="log-lines")
 
     def on_mount(self) -> None:
         colors = self.app.get_css_variables()
@@ -115,8 +132,8 @@ class LogPane(Vertical):
         )
 
     @property
-    def log_widget(self) -> Log:
-        return self.query_one("#log-lines", Log)
+    def log_widget(self) -> FollowLog:
+        return self.query_one("#log-lines", FollowLog)
 
     # ----------------------------------------------------------------------------------------
     # Records.
@@ -129,7 +146,7 @@ class LogPane(Vertical):
         self._records.extend(records)
         lines = [format_record(r) for r in records if self.matches(r)]
         if lines:
-            self.log_widget.write_lines(lines)
+            self.log_widget.write_lines(lines, scroll_end=False)
 
     def replace(self, records: Iterable[LogRecord]) -> None:
         """Show these records instead of the ones held."""
@@ -180,7 +197,8 @@ class LogPane(Vertical):
         lines = [format_record(r) for r in self._records if self.matches(r)]
         log = self.log_widget
         log.clear()
-        log.write_lines(lines[-self._max_lines :], scroll_end=True)
+        log.write_lines(lines[-self._max_lines :], scroll_end=False)
+        log.follow()  # a new filter shows its last lines
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
