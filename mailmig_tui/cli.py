@@ -198,11 +198,18 @@ def cmd_import_users(args: argparse.Namespace) -> int:
                 "added": summary.added,
                 "updated": summary.updated,
                 "rejected": [{"line": e.line, "message": e.message} for e in parsed.errors],
+                "header_skipped": parsed.header_skipped,
             }
         )
     else:
+        header = (
+            f" (the first line was taken as a column header and skipped: {parsed.separator.join(parsed.header)})"
+            if parsed.header_skipped
+            else ""
+        )
         _say(
-            f"Imported into {task.name}: {summary.added} added, {summary.updated} updated, {summary.rejected} line(s) rejected."
+            f"Imported into {task.name}: {summary.added} added, {summary.updated} updated, "
+            f"{summary.rejected} line(s) rejected{header}."
         )
     return EXIT_OK
 

@@ -285,7 +285,10 @@ def test_import_users(mailmig_home, tmp_path):
     )
     result = cli(mailmig_home, "import-users", "acme", str(csv_file))
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == "Imported into acme: 2 added, 0 updated, 0 line(s) rejected.\n"
+    assert result.stdout == (
+        "Imported into acme: 2 added, 0 updated, 0 line(s) rejected "
+        "(the first line was taken as a column header and skipped: source,password,destination).\n"
+    )
     task = store.load_task("acme")
     assert [(u.source, u.password, u.destination, u.destination_password) for u in task.users] == [
         ("alice@acme.example", "a-pw", "alice", ""),
@@ -294,7 +297,7 @@ def test_import_users(mailmig_home, tmp_path):
     again = write_csv(tmp_path, "ALICE@acme.example,new-pw,alice2\ncarol,c,carol\n", "again.csv")
     result = cli(mailmig_home, "import-users", "acme", str(again), "--json")
     assert result.returncode == 0
-    assert json.loads(result.stdout) == {"added": 1, "updated": 1, "rejected": []}
+    assert json.loads(result.stdout) == {"added": 1, "updated": 1, "rejected": [], "header_skipped": False}
     task = store.load_task("acme")
     assert [(u.source, u.password, u.destination) for u in task.users] == [
         ("ALICE@acme.example", "new-pw", "alice2"),
@@ -331,16 +334,52 @@ def test_import_users_valid_only(mailmig_home, tmp_path):
         "added": 0,
         "updated": 1,
         "rejected": [{"line": 3, "message": "an account may not contain \":\" ('dave:x')"}],
+        "header_skipped": False,
     }
 
 
-def test_import_users_not_utf8(mailmig_home, tmp_path):
+def test_import_users_windows_1252(mailmig_home, tmp_path):
     store.save_task(imap_task())
     csv_file = tmp_path / "latin1.csv"
-    csv_file.write_bytes("carol,c,carol\njürgen,j,j\n".encode("latin-1"))
+    csv_file.write_bytes("carol,c,carol\njürgen,pässwörd€,j\n".encode("cp1252"))
+    result = cli(mailmig_home, "import-users", "acme", str(csv_file))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert store.load_task("acme").users[3].password == "pässwörd€"
+
+
+def test_import_users_refuses_a_file_mixing_encodings(mailmig_home, tmp_path):
+    store.save_task(imap_task())
+    csv_file = tmp_path / "mixed.csv"
+    csv_file.write_bytes("carol,c,carol\nzoë,z,z\n".encode() + "jürgen,j,j\n".encode("cp1252"))
     result = cli(mailmig_home, "import-users", "acme", str(csv_file))
     assert result.returncode == 2
-    assert result.stderr.startswith(f"mailmig-tui: {csv_file}: line 2: the file is not UTF-8 (byte 0xfc)")
+    assert result.stderr.startswith(f"mailmig-tui: {csv_file}: line 3: the file mixes UTF-8 with another encoding")
+
+
+FRENCH_EXCEL = (
+    "compte source;mot de passe;compte MailPlus\r\n"
+    "alice@acme.example;pw-é;alice\r\n"
+    'bob@acme.example;"p;w,""b""";bob\r\n'
+).encode("utf-8-sig")
+
+
+def test_import_users_french_excel_csv(mailmig_home, tmp_path):
+    """Excel's CSV UTF-8 in a French locale: BOM, ';', CRLF, a French header."""
+    store.save_task(Task(name="acme", source=Source(host="mail.acme.example")))
+    csv_file = tmp_path / "comptes.csv"
+    csv_file.write_bytes(FRENCH_EXCEL)
+    result = cli(mailmig_home, "import-users", "acme", str(csv_file))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == (
+        "Imported into acme: 2 added, 0 updated, 0 line(s) rejected "
+        "(the first line was taken as a column header and skipped: compte source;mot de passe;compte MailPlus).\n"
+    )
+    assert [(u.source, u.password, u.destination) for u in store.load_task("acme").users] == [
+        ("alice@acme.example", "pw-é", "alice"),
+        ("bob@acme.example", 'p;w,"b"', "bob"),
+    ]
+    again = cli(mailmig_home, "import-users", "acme", str(csv_file), "--json")
+    assert json.loads(again.stdout) == {"added": 0, "updated": 2, "rejected": [], "header_skipped": True}
 
 
 def test_import_users_missing_file_or_task(mailmig_home, tmp_path):

@@ -1,13 +1,16 @@
 """The user list: CSV import with line-numbered errors, and export (DESIGN.md §2 "User list CSV").
 
 One account per line: ``source account, source password, destination account[, destination password]``.
-RFC 4180 quoting (passwords may hold commas and quotes, even line breaks), UTF-8 with or without a BOM,
-blank lines ignored, blanks after a comma ignored (quote a password that starts with a blank).
-A first line that is a column header (``source,password,destination``) is recognised and skipped.
+RFC 4180 quoting (passwords may hold commas and quotes, even line breaks), blank lines ignored, blanks
+after a separator ignored (quote a password that starts with a blank). Files as spreadsheets write them
+are read too: the separator is ``,``, ``;`` or a tab (found on the first lines), the text UTF-8 with
+or without a BOM, UTF-16 with a BOM, or Windows-1252/Latin-1. A first line that is a column header,
+in any language, is recognised and skipped.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -34,6 +37,8 @@ class ParsedList:
     users: list[tuple[int, User]] = field(default_factory=list)
     errors: list[LineError] = field(default_factory=list)
     header_skipped: bool = False
+    header: list[str] = field(default_factory=list)  # the cells of the skipped header line
+    separator: str = ","
 
     @property
     def ok(self) -> bool:
@@ -59,14 +64,34 @@ class ImportRejected(ValueError):
         )
 
 
+# A UTF-8 sequence of two to four bytes: in a file that is not valid UTF-8, one of these means the
+# file mixes UTF-8 with a one-byte encoding (Windows-1252 text almost never holds one).
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+
+
 def decode(data: bytes) -> str:
-    """UTF-8 text with an optional BOM; a clear error for anything else."""
+    """The text of a user-list file as spreadsheets save it: UTF-8 (with or without a BOM), UTF-16 with
+    a BOM (Excel's "Unicode text"), or else Windows-1252 (Excel's "CSV" on Western Windows), with
+    Latin-1 for the five bytes Windows-1252 leaves undefined; a clear error for a file that mixes them."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"the file starts as UTF-16 but is not (byte {exc.start}); save it as UTF-8 CSV and import again"
+            ) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        if not _UTF8_SEQUENCE.search(data):
+            try:
+                return data.decode("cp1252")
+            except UnicodeDecodeError:
+                return data.decode("latin-1")
         line = data[: exc.start].count(b"\n") + 1
         raise ValueError(
-            f"line {line}: the file is not UTF-8 (byte 0x{data[exc.start]:02x}); save it as UTF-8 CSV and import again"
+            f"line {line}: the file mixes UTF-8 with another encoding (byte 0x{data[exc.start]:02x}); "
+            "save it as UTF-8 CSV and import again"
         ) from None
 
 
@@ -79,14 +104,65 @@ def _shown_control(cell: str) -> str:
     return f"U+{ord(m.group()):04X}"
 
 
-def _is_header(row: list[str]) -> bool:
-    return len(row) >= 3 and row[0].strip().casefold() in _HEADER_WORDS and "@" not in row[0]
+SEPARATORS = (",", ";", "\t")
+_SAMPLE_ROWS = 50
+
+
+def _sample(text: str, separator: str) -> list[list[str]]:
+    """The first non-blank rows of ``text`` split on ``separator`` (as far as the CSV reads cleanly)."""
+    rows: list[list[str]] = []
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, skipinitialspace=True)
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append(row)
+                if len(rows) == _SAMPLE_ROWS:
+                    break
+    except csv.Error:
+        pass
+    return rows
+
+
+def _separator(text: str) -> tuple[str, list[list[str]]]:
+    """The separator that splits the most of the first rows into 3 or 4 fields with no stray quote (a
+    quote left in a cell means the quoting did not line up with that separator: a ``;`` inside a quoted
+    password does not fool it), and those rows; on a tie ``,`` then ``;`` then tab."""
+    best: tuple[int, str, list[list[str]]] | None = None
+    for separator in SEPARATORS:
+        rows = _sample(text, separator)
+        score = sum(1 for row in rows if 3 <= len(row) <= 4 and not any('"' in cell for cell in row))
+        if best is None or score > best[0]:
+            best = (score, separator, rows)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _is_header(rows: list[list[str]]) -> bool:
+    """Whether the first of these rows (the file's first non-blank ones) names the columns, in any language:
+    known English words; or source and destination cells that are words, not accounts (blanks, no ``@``
+    and no ``:``: "compte source"); or, when neither cell holds an ``@`` and they differ, a column whose
+    cells all hold one below ("Quellkonto;Passwort;Zielkonto" above addresses)."""
+    first, below = rows[0], [row for row in rows[1:] if 3 <= len(row) <= 4]
+    if len(first) < 3:
+        return False
+    source, destination = first[0].strip(), first[2].strip()
+    if source.casefold() in _HEADER_WORDS and "@" not in source:
+        return True
+    if "@" in source + destination or ":" in source + destination:
+        return False
+    if all(cell and any(c.isspace() for c in cell) for cell in (source, destination)):
+        return True
+    return source.casefold() != destination.casefold() and any(
+        below and all("@" in row[column] for row in below) for column in (0, 2)
+    )
 
 
 def parse(text: str, source: Source) -> ParsedList:
     """Check every line of a CSV user list against the task's source type."""
-    result = ParsedList()
-    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True, strict=True)
+    separator, sample = _separator(text)
+    result = ParsedList(separator=separator)
+    header = bool(sample) and _is_header(sample)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, skipinitialspace=True, strict=True)
     seen: dict[str, int] = {}
     first = True
     while True:
@@ -109,8 +185,9 @@ def parse(text: str, source: Source) -> ParsedList:
             continue
         if not any(cell.strip() for cell in row):
             continue
-        if first and _is_header(row):
+        if first and header:
             result.header_skipped = True
+            result.header = row
             first = False
             continue
         first = False

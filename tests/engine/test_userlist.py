@@ -211,10 +211,140 @@ def test_broken_quoting_with_valid_only_imports_the_other_lines():
     assert [u.source for u in task.users] == ["alice", "carol"]
 
 
-def test_non_utf8_bytes():
+def test_bytes_that_are_not_utf8_are_read_as_windows_1252():
+    assert userlist.decode(b"alice,pw,alice\nj\xfcrgen,\x80,j\n") == "alice,pw,alice\njürgen,€,j\n"
+
+
+def test_a_mixture_of_utf8_and_another_encoding_is_refused_with_its_line():
+    data = "jürgen,pw,j\n".encode() + "alice,pässwörd,alice\n".encode("cp1252")
     with pytest.raises(ValueError) as info:
-        userlist.decode(b"alice,pw,alice\nj\xfcrgen,pw,j\n")
-    assert str(info.value).startswith("line 2: the file is not UTF-8 (byte 0xfc)")
+        userlist.decode(data)
+    assert str(info.value).startswith("line 2: the file mixes UTF-8 with another encoding (byte 0xe4)")
+    assert "save it as UTF-8 CSV" in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Files as Excel and other spreadsheets write them (real files, read back as bytes).
+
+
+def read_back(tmp_path, data: bytes) -> str:
+    path = tmp_path / "users.csv"
+    path.write_bytes(data)
+    return userlist.decode(path.read_bytes())
+
+
+def test_french_excel_csv_semicolons_bom_crlf_and_a_french_header(tmp_path):
+    """Excel's "CSV UTF-8 (séparateur : point-virgule)": BOM, CRLF, ';', a header in French; a ';' or a
+    quote inside a password is quoted the RFC 4180 way."""
+    data = (
+        "compte source;mot de passe;compte MailPlus\r\n"
+        "alice@acme.example;pw-é;alice@nas.example\r\n"
+        'bob@acme.example;"p;w ""b""";bob@nas.example\r\n'
+        "carol@acme.example;c,1;carol@nas.example\r\n"
+    ).encode("utf-8-sig")
+    parsed = userlist.parse(read_back(tmp_path, data), IMAP)
+    assert parsed.ok, parsed.errors
+    assert parsed.header_skipped
+    assert rows(parsed) == [
+        (2, "alice@acme.example", "pw-é", "alice@nas.example", ""),
+        (3, "bob@acme.example", 'p;w "b"', "bob@nas.example", ""),
+        (4, "carol@acme.example", "c,1", "carol@nas.example", ""),
+    ]
+
+
+def test_excel_windows_1252_csv_is_read(tmp_path):
+    """Excel's plain "CSV (séparateur : point-virgule)" writes the Windows code page, not UTF-8."""
+    data = "Compte;Mot de passe;Destination\r\njürgen@acme.example;pässwörd€;jürgen\r\n".encode("cp1252")
+    parsed = userlist.parse(read_back(tmp_path, data), IMAP)
+    assert parsed.ok, parsed.errors
+    assert rows(parsed) == [(2, "jürgen@acme.example", "pässwörd€", "jürgen", "")]
+
+
+def test_latin1_bytes_cp1252_leaves_undefined_are_refused_as_control_characters(tmp_path):
+    data = b"alice,p\x81w,alice\n"  # 0x81: no character in Windows-1252, U+0081 (a C1 control) in Latin-1
+    parsed = userlist.parse(read_back(tmp_path, data), IMAP)
+    assert errors(parsed) == [
+        (
+            1,
+            "field 2 holds a control character (U+0081); remove it (a tab, a line break inside quotes, an escape sequence…)",
+        )
+    ]
+
+
+def test_excel_unicode_text_utf16_with_tabs(tmp_path):
+    """Excel's "Texte Unicode (*.txt)": UTF-16 LE with a BOM, tab-separated."""
+    data = "Quellkonto\tPasswort\tZielkonto\r\nalice@acme.example\tpa,ss;wört\talice\r\n".encode("utf-16")
+    parsed = userlist.parse(read_back(tmp_path, data), IMAP)
+    assert parsed.ok, parsed.errors
+    assert parsed.header_skipped
+    assert rows(parsed) == [(2, "alice@acme.example", "pa,ss;wört", "alice", "")]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a ';' file whose quoted passwords hold commas: split on ',' it would also give 3 fields
+        ('alice;"a,b,c";alice\nbob;"d,e,f";bob\n', [("alice", "a,b,c"), ("bob", "d,e,f")]),
+        # a ',' file whose quoted passwords hold semicolons
+        ('alice,"a;b;c",alice\nbob,"d;e;f",bob\n', [("alice", "a;b;c"), ("bob", "d;e;f")]),
+        # unquoted: the other separator inside a password
+        ("alice,pa;ss,alice\n", [("alice", "pa;ss")]),
+        ("alice;pa,ss;alice\n", [("alice", "pa,ss")]),
+        ("alice\tpa;s,s\talice\n", [("alice", "pa;s,s")]),
+        # a ';' inside a quoted password on the first line of a ',' file with a 4th column
+        ('alice,"x;y;z",alice,"d;1"\nbob,pw,bob,d2\n', [("alice", "x;y;z"), ("bob", "pw")]),
+    ],
+)
+def test_the_separator_is_detected_without_being_fooled_by_quoted_passwords(text, expected):
+    parsed = userlist.parse(text, IMAP)
+    assert parsed.ok, parsed.errors
+    assert [(u.source, u.password) for _, u in parsed.users] == expected
+
+
+def test_a_semicolon_file_reports_its_bad_lines_by_number():
+    parsed = userlist.parse("alice;pw;alice\nbob;pw\ncarol:x;pw;carol\n", IMAP)
+    assert rows(parsed) == [(1, "alice", "pw", "alice", "")]
+    assert [line for line, _ in errors(parsed)] == [2, 3]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "compte source;mot de passe;compte MailPlus",  # blanks: no account looks like that
+        "Quellkonto;Passwort;Zielkonto",  # the lines below hold addresses, this one does not
+        "cuenta de origen,contraseña,cuenta de destino",
+        "源帐户,密码,目标帐户",
+        "E-Mail;Kennwort;Ziel;Zielkennwort",
+    ],
+)
+def test_a_header_line_in_any_language_is_recognised(header):
+    sep = ";" if ";" in header else ","
+    text = f"{header}\nalice@acme.example{sep}pw{sep}alice@nas.example\nbob@acme.example{sep}pw{sep}bob@nas.example\n"
+    parsed = userlist.parse(text, IMAP)
+    assert parsed.header_skipped
+    assert parsed.ok, parsed.errors
+    assert [n for n, _ in parsed.users] == [2, 3]
+
+
+def test_a_header_alone_in_another_language_is_recognised():
+    parsed = userlist.parse("compte source;mot de passe;compte MailPlus\r\n", IMAP)
+    assert (parsed.header_skipped, parsed.users, parsed.errors) == (True, [], [])
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "alice smith@acme.example,pw,alice@nas.example",  # a typo in one account: an error, not a header
+        "carol@acme.example,pw,carol",  # an address in one column only
+        "alice,pw,alice",  # the same account on both sides: a header names two columns
+        "a:b,,c d",  # ":" is in no column name
+    ],
+)
+def test_a_first_line_with_an_account_is_not_taken_for_a_header(first):
+    parsed = userlist.parse(f"{first}\nbob@acme.example,pw,bob@nas.example\n", IMAP)
+    assert not parsed.header_skipped
+    assert 2 in [n for n, _ in parsed.users]
+    assert 1 in [n for n, _ in parsed.users] + [e.line for e in parsed.errors]  # imported or reported, never dropped
 
 
 def test_several_errors_on_one_line_are_all_reported():
