@@ -76,11 +76,17 @@ class Run:
             return STOPPING_TEXT
         if self.phase == "starting":
             return STARTING_TEXT
-        return f"running {self.finished} of {len(self.accounts)}"
+        copying = sum(1 for state in self.states.values() if state == "running")
+        return running_text(copying, self.finished, len(self.accounts))
+
+
+def running_text(copying: int, done: int, total: int) -> str:
+    """``running 3, 0/5 done``: accounts being copied now, and how many of the run's accounts finished."""
+    return f"running {copying}, {done}/{total} done"
 
 
 def status_text(status: TaskStatus | None, run: Run | None = None) -> str:
-    """One short phrase for a task's state: idle, running 2 of 5, stopping…, stopped, completed, failed."""
+    """One short phrase for a task's state: idle, running 2, 1/5 done, stopping…, stopped, completed, failed."""
     if run is not None:
         return run.status_text
     if status is None:
@@ -88,7 +94,7 @@ def status_text(status: TaskStatus | None, run: Run | None = None) -> str:
     if status.state == STARTING:
         return STARTING_TEXT
     if status.state == RUNNING:
-        return f"running {status.run_done} of {status.run_total}"
+        return running_text(status.run_running, status.run_done, status.run_total)
     return status.state
 
 

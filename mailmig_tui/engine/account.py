@@ -144,6 +144,8 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     done: int = 0
     done_bytes: int = 0
+    folders_total: int = 0  # the account's folders the plan keeps
+    folders_done: int = 0  # of those: unchanged, nothing new, or copied
 
     def rate(self) -> float:
         elapsed = time.monotonic() - self.started

@@ -376,6 +376,8 @@ def _append_batch(
         progress.done += len(batch)
         progress.done_bytes += sum(m.size for m in batch) + learnt
         progress.total_bytes += learnt  # the account's total converges on the exact one as messages come
+        if w.done >= len(w.messages):
+            progress.folders_done += 1
         event = FolderProgress(
             ctx.task.name,
             ctx.user.source,
@@ -389,6 +391,8 @@ def _append_batch(
             bytes_total=progress.total_bytes,
             bytes_per_s=progress.rate(),
             eta_s=progress.eta(),
+            folders_done=progress.folders_done,
+            folders_total=progress.folders_total,
         )  # fmt: skip
         ctx.emit(event)  # under the lock: the account's counts never go backwards between streams
     if w.done >= len(w.messages):

@@ -80,6 +80,8 @@ class FolderProgress(Event):
     bytes_total: int = 0
     bytes_per_s: float = 0.0
     eta_s: float | None = None
+    folders_done: int = 0  # the account's folders: done (unchanged, nothing new, or copied) of those planned
+    folders_total: int = 0
 
 
 @dataclass(frozen=True)

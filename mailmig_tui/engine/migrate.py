@@ -89,12 +89,15 @@ def migrate_account(ctx: AccountContext, result: AccountResult, reports: list[Fo
         if ctx.dry_run:
             return
         progress = Progress(sum(len(w.messages) for w in work), sum(m.size for w in work for m in w.messages))
+        progress.folders_total = result.folders + len(held)  # unchanged, listed, and those settled below
+        progress.folders_done = result.folders - len(work)
         if work:
             copy_work(ctx, source, dest, work, result, progress)
         if held:
             _settle(ctx, dest, held, inflight)
             work = [w for f in held if (w := _work_of(ctx, source, dest, f, result))]
             progress.total += sum(len(w.messages) for w in work)
+            progress.folders_done += len(held) - len(work)
             progress.total_bytes += sum(m.size for w in work for m in w.messages)
             if work:
                 copy_work(ctx, source, dest, work, result, progress)

@@ -45,6 +45,7 @@ class TaskStatus:
     accounts_total: int
     run_done: int = 0  # while running: accounts of this run that finished
     run_total: int = 0  # while running: accounts in this run (estimated for runs in other processes)
+    run_running: int = 0  # while running: accounts being copied now
     holder: dict[str, Any] | None = None  # who holds the run lock: {pid, host, by, started}
     last_run: float | None = None  # when the last run started (epoch seconds)
     last_status: str | None = None  # the state database's word for it
@@ -147,7 +148,9 @@ class StatusReader:
         finished = sum(1 for s in in_run if s.status != "running" and (s.last_finished or 0) >= (s.last_started or 0))
         per_period = task.run.accounts_per_period
         expected = min(per_period, len(keys)) if per_period else len(keys)
-        return replace(base, state=RUNNING, run_done=finished, run_total=max(expected, len(in_run)), holder=holder)
+        copying = sum(1 for s in in_run if s.status == "running")
+        total = max(expected, len(in_run))
+        return replace(base, state=RUNNING, run_done=finished, run_total=total, run_running=copying, holder=holder)
 
 
 def task_status(task: Task, p: store.Paths | None = None, now: dt.datetime | None = None) -> TaskStatus:

@@ -69,9 +69,9 @@ class InfoScreen(Screen[None]):
         Binding("s", "start", "Start", id="info.start"),
         Binding("x", "stop", "Stop", id="info.stop"),
         Binding("slash", "search", "Search", id="info.search"),
-        Binding("a", "account_filter", "Account", id="info.account"),
-        Binding("v", "severity", "Severity", id="info.severity"),
-        Binding("f", "follow", "Follow end", id="info.follow"),
+        Binding("a", "account_filter", "Account filter", id="info.account", show=False),
+        Binding("v", "severity", "Lowest severity shown", id="info.severity", show=False),
+        Binding("f", "follow", "Follow", id="info.follow", tooltip="Go to the end of the log and follow it"),
     ]
 
     def __init__(self, task_name: str) -> None:
@@ -244,9 +244,13 @@ class InfoScreen(Screen[None]):
         duration = s.last_duration if s else 0.0
         if s and state.startswith("running") and s.last_started:
             duration = max(0.0, time.time() - s.last_started)
+        folders: int | str = s.folders if s else 0
+        progress = self.run.progress.get(source) if self.run is not None else None
+        if progress is not None and progress.folders_total and state.startswith("running"):
+            folders = f"{progress.folders_done}/{progress.folders_total}"
         if s is None:
-            return AccountRow(source, state)
-        return AccountRow(source, state, s.folders, s.copied, s.skipped, s.failed, s.bytes, duration, s.last_error)
+            return AccountRow(source, state, folders)
+        return AccountRow(source, state, folders, s.copied, s.skipped, s.failed, s.bytes, duration, s.last_error)
 
     def _show_rows(self, keys: list[str] | None = None) -> None:
         wanted = set(keys) if keys is not None else None

@@ -104,14 +104,14 @@ async def test_start_from_the_list_and_watch_the_info_screen(pair: Pair, monkeyp
         await pilot.pause()
         await pilot.press("s")
         await wait_for(pilot, lambda: gate.holding.is_set(), what="the run to reach its first APPEND")
-        await wait_for(pilot, lambda: status_cell(app) == "running 0 of 2")
+        await wait_for(pilot, lambda: status_cell(app) == "running 2, 0/2 done")
         await pilot.press("i")
         await wait_for(pilot, lambda: isinstance(app.screen, InfoScreen))
         info = app.screen
         assert isinstance(info, InfoScreen)
         await wait_for(pilot, lambda: info_states(info) == ["running", "running"], what="live account states")
         await wait_for(pilot, lambda: any("alice account started" in line for line in log_lines(app)))
-        assert "Status: running 0 of 2" in str(info.query_one("#info-status").render())
+        assert "Status: running 2, 0/2 done" in str(info.query_one("#info-status").render())
         gate.release()
         await app.workers.wait_for_complete()
         await wait_for(pilot, lambda: not app.runs and status_cell(app) == "completed", what="the run to end")
@@ -284,7 +284,7 @@ async def test_a_run_of_another_process_shows_as_running_and_its_log_is_followed
             db = StateDB(p.state_file("acme"))
             db.start_run(False)
             db.close()
-            await wait_for(pilot, lambda: status_cell(app) == "running 0 of 2", timeout=5)
+            await wait_for(pilot, lambda: status_cell(app) == "running 0, 0/2 done", timeout=5)
             detail = str(app.screen.query_one("#tasks-detail").render())
             assert f"running in another process: cli (pid {os.getpid()} on" in detail
             assert app.screen.check_action("start", ()) is None

@@ -87,6 +87,21 @@ def test_task_info(snap_compare, mailmig_home):
     assert snap_compare(MailmigApp(), terminal_size=SIZE, run_before=run_before)
 
 
+def test_task_info_at_80_by_24(snap_compare, mailmig_home):
+    make_task()
+    write_log(history())
+    make_fixed_state()
+
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.pause()
+        await pilot.press("i")
+        await wait_for(pilot, lambda: getattr(pilot.app.screen, "history_loaded", False))
+        await wait_for(pilot, lambda: column(pilot.app.screen.table, "alice", "copied") == "3")
+        await settle(pilot)
+
+    assert snap_compare(MailmigApp(), terminal_size=(80, 24), run_before=run_before)
+
+
 def test_settings_with_a_problem(snap_compare, mailmig_home):
     async def run_before(pilot: Pilot) -> None:
         await pilot.pause()
