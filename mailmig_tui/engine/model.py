@@ -165,11 +165,6 @@ class Task:
     notifications: Notifications = field(default_factory=Notifications)
     users: list[User] = field(default_factory=list)
 
-    def user(self, source_account: str) -> User | None:
-        """One lookup; for many, build :meth:`users_by_key` once (this scans the list)."""
-        key = account_key(source_account)
-        return next((u for u in self.users if account_key(u.source) == key), None)
-
     def users_by_key(self) -> dict[str, User]:
         """The users by :func:`account_key` of their source account (the first one for a key listed twice)."""
         by_key: dict[str, User] = {}
