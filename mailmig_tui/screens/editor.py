@@ -34,6 +34,7 @@ from mailmig_tui.widgets.filter_editor import FilterEditor
 from mailmig_tui.widgets.form import FieldError, base_path, build, editing_widgets, focus_target, value_of
 
 TABS = ("tab-general", "tab-filter", "tab-notification", "tab-users")
+_NOT_SAVED = {"preset", "users-search"}  # inputs that choose or find, not part of the task
 _FILE_FIELDS = {"google": ("key_file", "service-account key"), "microsoft365": ("certificate_file", "certificate")}
 
 
@@ -134,7 +135,7 @@ class TaskEditorScreen(Screen[str | None]):
 
     def _form_state(self) -> object:
         tabs = self.query_one("#editor-tabs")
-        fields = tuple((w.id, value_of(w)) for w in editing_widgets(tabs) if w.id and w.id != "preset")
+        fields = tuple((w.id, value_of(w)) for w in editing_widgets(tabs) if w.id and w.id not in _NOT_SAVED)
         return fields, self.query_one(UserListPane).state()
 
     @property

@@ -33,7 +33,7 @@ def save(users: list[model.User], **source: object) -> model.Task:
 
 
 def rows(table: UserTable) -> dict[str, list[str]]:
-    return {str(key.value): [str(c) for c in table.get_row(key)] for key in table.rows}
+    return {key: [str(c) for c in table.get_row(key)] for key in table.row_keys()}
 
 
 def verify_messages(messages: list[Message]) -> list[Message]:
