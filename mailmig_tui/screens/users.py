@@ -34,6 +34,7 @@ from mailmig_tui.widgets.virtual_table import VirtualTable
 
 TaskProvider = Callable[[], tuple[model.Task, list[model.Problem]]]
 VERIFY_GROUP = "verify-users"
+STATUS_GROUP = "user-statuses"
 _USER_FIELD = re.compile(r"^users\[(\d+)\]")
 
 
@@ -91,6 +92,7 @@ class UserListPane(Vertical):
         self.verdicts: dict[str, verify.Verdict] = {}
         self.statuses: dict[str, AccountSummary] = {}
         self.checking: set[str] = set()
+        self.statuses_read = False
         self._shown: dict[str, Text] = {}
 
     def compose(self) -> ComposeResult:
@@ -117,22 +119,30 @@ class UserListPane(Vertical):
     def load(self, users: list[model.User], task_name: str) -> None:
         self.users = [model.User(u.source, u.destination, u.password, u.destination_password) for u in users]
         self.verdicts.clear()
+        self.statuses, self.statuses_read = {}, False
+        self.rebuild()  # the Migration column says "reading…" until the state is read
         self.reload_statuses(task_name)
 
     def reload_statuses(self, task_name: str) -> None:
-        try:
-            self.statuses = load_statuses(task_name)
-        except Exception as exc:  # noqa: BLE001 - a broken state DB must not stop editing
-            self.statuses = {}
-            self.notify(f"Cannot read the migration state: {exc}", severity="warning", markup=False)
-        self.rebuild()
+        """Read the migration state again, in a thread (a large state database takes seconds)."""
+        self._read_statuses(task_name)
+
+    @work(thread=True, exclusive=True, group=STATUS_GROUP, exit_on_error=False, description="read the migration state")
+    def _read_statuses(self, task_name: str) -> dict[str, AccountSummary]:
+        return load_statuses(task_name)
+
+    def _statuses_read(self, statuses: dict[str, AccountSummary]) -> None:
+        self.statuses, self.statuses_read = statuses, True
+        self.table.set_statuses(statuses)
+        self._update_summary()
+        self._update_detail()
 
     def state(self) -> tuple[tuple[str, str, str, str], ...]:
         """What is saved of the list, for unsaved-change detection."""
         return tuple((u.source, u.password, u.destination, u.destination_password) for u in self.users)
 
     def rebuild(self) -> None:
-        self.table.show(self.users, self.verdicts, self.statuses, self.checking)
+        self.table.show(self.users, self.verdicts, self.statuses if self.statuses_read else None, self.checking)
         self._update_summary()
         self._update_detail()
         self.refresh_bindings()
@@ -424,6 +434,13 @@ class UserListPane(Vertical):
         )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == STATUS_GROUP:
+            if event.state == WorkerState.SUCCESS:
+                self._statuses_read(event.worker.result)
+            elif event.state == WorkerState.ERROR:  # a broken state DB must not stop editing
+                self._statuses_read({})
+                self.notify(f"Cannot read the migration state: {event.worker.error}", severity="warning", markup=False)
+            return
         if event.worker.group != VERIFY_GROUP:
             return
         if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):

@@ -22,6 +22,7 @@ from mailmig_tui.widgets.virtual_table import VirtualTable
 MARK = "●"
 HIDDEN_PASSWORD = "•••"
 NOT_STARTED = "not started"
+READING = "reading…"
 AUTO_WIDTH_MAX = 60
 COLUMNS = (
     ("mark", "✓", 1),
@@ -89,7 +90,7 @@ class UserTable(VirtualTable):
         self._users: dict[str, model.User] = {}
         self._haystacks: list[str] = []
         self._verdicts: Mapping[str, Verdict] = {}
-        self._statuses: Mapping[str, AccountSummary] = {}
+        self._statuses: Mapping[str, AccountSummary] | None = None
         self._checking: Collection[str] = ()
 
     @property
@@ -109,19 +110,25 @@ class UserTable(VirtualTable):
         self,
         users: list[model.User],
         verdicts: Mapping[str, Verdict],
-        statuses: Mapping[str, AccountSummary],
+        statuses: Mapping[str, AccountSummary] | None,
         checking: Collection[str] = (),
     ) -> None:
-        """Take the list (and the mappings, by reference) and show the rows the search and filter keep."""
+        """Take the list (and the mappings, by reference) and show the rows the search and filter keep;
+        ``statuses`` None: not read yet."""
         self._users = {model.account_key(u.source): u for u in users}
         self._order = list(self._users)
         self._haystacks = [f"{u.source}\n{u.destination}".casefold() for u in self._users.values()]
-        self._verdicts, self._statuses, self._checking = verdicts, statuses, checking
+        self._verdicts, self._checking = verdicts, checking
         self.marked &= self._users.keys()
         self.set_width("source", _width([u.source for u in users]))
         self.set_width("destination", _width([u.destination for u in users]))
         self.set_width("password", len(HIDDEN_PASSWORD))
-        self.set_width("status", max((cell_len(status_words(s)) for s in statuses.values()), default=0))
+        self.set_statuses(statuses)
+
+    def set_statuses(self, statuses: Mapping[str, AccountSummary] | None) -> None:
+        """The migration state of the accounts (None: not read yet)."""
+        self._statuses = statuses
+        self.set_width("status", max((cell_len(status_words(s)) for s in (statuses or {}).values()), default=0))
         self._apply()
 
     def set_search(self, text: str) -> None:
@@ -138,7 +145,7 @@ class UserTable(VirtualTable):
         if needle:
             keys = [k for k, hay in zip(keys, self._haystacks, strict=True) if needle in hay]
         if self.status_filter != "all":
-            statuses, wanted = self._statuses, self.status_filter
+            statuses, wanted = self._statuses or {}, self.status_filter
             keys = [k for k in keys if status_group(statuses.get(k)) == wanted]
         self.set_keys(keys)
 
@@ -150,7 +157,7 @@ class UserTable(VirtualTable):
             Text(HIDDEN_PASSWORD if u.password else ""),
             Text(escape_controls(u.destination)),
             verdict_cell(self._verdicts.get(key), checking=key in self._checking),
-            status_cell(self._statuses.get(key)),
+            status_cell(self._statuses.get(key)) if self._statuses is not None else Text(READING, style="dim"),
         )
 
     def toggle_mark(self) -> None:

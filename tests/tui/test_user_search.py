@@ -10,6 +10,7 @@ from mailmig_tui.engine.state import StateDB
 from mailmig_tui.screens.editor import TaskEditorScreen
 from mailmig_tui.screens.users import UserListPane
 from mailmig_tui.widgets.summary_table import AccountRow, SummaryTable
+from tests.tui.helpers import wait_for
 from tests.tui.test_editor import SIZE, EditorApp, type_text
 from tests.tui.test_users import open_users, save
 
@@ -195,3 +196,33 @@ async def test_search_input_is_plain_text():
         assert table.row_keys() == ["[urgent]eve@acme.example"]
         assert isinstance(app.focused, Input)
         assert "matching '[urgent]'" in summary(pane)
+
+
+async def test_the_table_is_there_while_the_migration_state_is_read(monkeypatch):
+    """The state database is read in a thread: the accounts show at once, their status when it is read."""
+    import threading
+
+    from mailmig_tui.screens import users as users_screen
+
+    save(four_users())
+    seed_statuses({"alice@acme.example": "complete"})
+    gate = threading.Event()
+    read = users_screen.load_statuses
+
+    def slow(task_name: str):
+        assert gate.wait(30), "the test never released the state read"
+        return read(task_name)
+
+    monkeypatch.setattr(users_screen, "load_statuses", slow)
+    app = EditorApp(TaskEditorScreen("acme"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("f5")
+        await pilot.pause()
+        pane = app.screen.query_one(UserListPane)
+        table = pane.table
+        assert app.focused is table and table.row_count == 4
+        assert str(table.get_cell("alice@acme.example", "status")) == "reading…"
+        gate.set()
+        await wait_for(pilot, lambda: str(table.get_cell("alice@acme.example", "status")) == "complete")
+        assert str(table.get_cell("bob@acme.example", "status")) == "not started"
