@@ -52,6 +52,11 @@ class VerifyFinished(Message):
         self.verdicts = verdicts
 
 
+def copy_users(users: list[model.User]) -> list[model.User]:
+    """A working copy of a user list (its fields are strings: a third of the time of copy.deepcopy)."""
+    return [model.User(u.source, u.destination, u.password, u.destination_password) for u in users]
+
+
 def load_statuses(task_name: str) -> dict[str, AccountSummary]:
     """Per account key, what the task's state database says (nothing when it never ran)."""
     if not task_name:
@@ -117,7 +122,7 @@ class UserListPane(Vertical):
     # Contents.
 
     def load(self, users: list[model.User], task_name: str) -> None:
-        self.users = [model.User(u.source, u.destination, u.password, u.destination_password) for u in users]
+        self.users = copy_users(users)
         self.verdicts.clear()
         self.statuses, self.statuses_read = {}, False
         self.rebuild()  # the Migration column says "reading…" until the state is read

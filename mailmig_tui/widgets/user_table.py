@@ -75,6 +75,10 @@ def status_group(summary: AccountSummary | None) -> str:
 
 
 def _width(values: list[str]) -> int:
+    """The widest of ``values`` as shown (escaped), in cells; plain ASCII (the usual case) is measured by len."""
+    joined = "".join(values)
+    if joined.isascii() and escape_controls(joined) == joined:
+        return min(AUTO_WIDTH_MAX, max(map(len, values), default=0))
     return min(AUTO_WIDTH_MAX, max((cell_len(escape_controls(v)) for v in values), default=0))
 
 
