@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 TASK = "scale"
 SOURCE_HOST = "mail.scale.example"  # never contacted
 SIZE = (120, 40)
+SEARCH = "user0001"  # 100 accounts of the scale task's list (user000100..user000199)
 NETLOG_ENV = "MAILMIG_SCALE_NETLOG"
 GUARD = f"""\
 import os, socket, sys
@@ -323,6 +324,21 @@ def tui_rows(s: Scale, home: Path, n: int, suffix: str) -> None:
         if name == "pagedown" and "cursor_row" in keys:
             row.detail += f"; cursor on row {keys['cursor_row']}"
         s.add(row)
+    for name, label, count in (
+        ("search", f"per key, typing / search {SEARCH!r} (max)", len(SEARCH) + 1),
+        ("down in search", f"per key, down x{s.args.keys} in the search's rows (max)", s.args.keys),
+    ):
+        handled = keys.get(f"handled {name}") or []
+        row = Row(label, n, unit="ms", rss_mb=_mb(m.peak_rss_kb), target=100, target_text="< 100 ms")
+        if handled:
+            row.value = round(max(handled), 1)
+            row.status = "ok" if len(handled) == count else f"timeout after {len(handled)} keys"
+            row.detail = f"mean {statistics.mean(handled):.1f} ms" + (
+                f"; {keys['search_rows']} rows found" if "search_rows" in keys else ""
+            )
+        else:
+            row.status = data.get("error") or "timeout"
+        s.add(row)
 
 
 def _json_value(text: str, key: str | None) -> Any:
@@ -485,6 +501,18 @@ async def _editor(args: argparse.Namespace, out: _Results) -> None:
                     out.put("keys", keys)
         keys["cursor_row"] = table().cursor_row
         out.put("keys", keys)
+        # `/`, a search typed key by key, enter; then down keys in the rows it found
+        typed: list[float] = keys.setdefault("handled search", [])
+        await _handled_key(pilot, "slash")
+        for char in [*SEARCH, "enter"]:
+            typed.append(await _handled_key(pilot, char, None if char == "enter" else char))
+        found: list[float] = keys.setdefault("handled down in search", [])
+        for _ in range(args.keys):
+            if time.perf_counter() > deadline:
+                break
+            found.append(await _handled_key(pilot, "down"))
+        keys["search_rows"] = table().row_count
+        out.put("keys", keys)
 
 
 async def _pilot_key(pilot: Any, name: str) -> float:
@@ -495,13 +523,13 @@ async def _pilot_key(pilot: Any, name: str) -> float:
     return (time.perf_counter() - began) * 1000
 
 
-async def _handled_key(pilot: Any, name: str) -> float:
+async def _handled_key(pilot: Any, name: str, character: str | None = None) -> float:
     """ms from the key's arrival to the screen having handled it and laid out and painted once."""
     from textual import events
 
     app = pilot.app
     began = time.perf_counter()
-    key = events.Key(name, None)
+    key = events.Key(name, character)
     key.set_sender(app)
     app._driver.send_message(key)
     for _ in range(2):  # the app forwards the key to the focused widget: a second round sees that through
