@@ -69,6 +69,15 @@ class ImportRejected(ValueError):
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
+class DecodeError(ValueError):
+    """A file whose bytes are no text this module reads; ``line`` is where it goes wrong, when known."""
+
+    def __init__(self, reason: str, line: int | None = None) -> None:
+        super().__init__(f"line {line}: {reason}" if line else reason)
+        self.reason = reason
+        self.line = line
+
+
 def decode(data: bytes) -> str:
     """The text of a user-list file as spreadsheets save it: UTF-8 (with or without a BOM), UTF-16 with
     a BOM (Excel's "Unicode text"), or else Windows-1252 (Excel's "CSV" on Western Windows), with
@@ -77,7 +86,7 @@ def decode(data: bytes) -> str:
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError as exc:
-            raise ValueError(
+            raise DecodeError(
                 f"the file starts as UTF-16 but is not (byte {exc.start}); save it as UTF-8 CSV and import again"
             ) from None
     try:
@@ -88,10 +97,10 @@ def decode(data: bytes) -> str:
                 return data.decode("cp1252")
             except UnicodeDecodeError:
                 return data.decode("latin-1")
-        line = data[: exc.start].count(b"\n") + 1
-        raise ValueError(
-            f"line {line}: the file mixes UTF-8 with another encoding (byte 0x{data[exc.start]:02x}); "
-            "save it as UTF-8 CSV and import again"
+        raise DecodeError(
+            f"the file mixes UTF-8 with another encoding (byte 0x{data[exc.start]:02x}); "
+            "save it as UTF-8 CSV and import again",
+            data[: exc.start].count(b"\n") + 1,
         ) from None
 
 
@@ -291,4 +300,15 @@ def remove(task: Task, accounts: list[str]) -> int:
     return before - len(task.users)
 
 
-__all__ = ["ImportRejected", "ImportSummary", "LineError", "ParsedList", "apply", "decode", "export", "parse", "remove"]
+__all__ = [
+    "DecodeError",
+    "ImportRejected",
+    "ImportSummary",
+    "LineError",
+    "ParsedList",
+    "apply",
+    "decode",
+    "export",
+    "parse",
+    "remove",
+]

@@ -196,9 +196,18 @@ def test_dry_run_prints_the_plan_and_writes_nothing(pair: Pair, mailmig_home: Pa
         f"Work → Work: copy 1 ({len(message(4))} B), skip: none",
     ]
     assert re.search(
-        r"^alice → alice: complete; 2 folder\(s\), 3 would copy, skipped: 1 received before", proc.stdout, re.M
+        r"^alice → alice: planned; 2 folder\(s\), 3 would copy, skipped: 1 received before", proc.stdout, re.M
     )
+    assert "complete" not in proc.stdout + proc.stderr, "a dry run copies nothing: it says what it would copy"
     assert tree(mailmig_home) == home_before, "a dry run writes no state, no log, no lock"
+    report = cli(mailmig_home, "report", name)
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.splitlines()[:2] == [
+        f"Task {name}: last run never",
+        "  alice → alice: not started; 0 folder(s), 0 copied, skipped: none, 0 failed, 0 B, last run 0.0 s",
+    ]
+    reported = json_out(cli(mailmig_home, "report", name, "--json"))
+    assert (reported["last_run"], reported["accounts"][0]["status"]) == (None, "not started")
     assert contents(pair.dst, "alice") == dst_before
     assert contents(pair.src, "alice") == src_before
 
@@ -220,7 +229,11 @@ def test_dry_run_prints_the_plan_and_writes_nothing(pair: Pair, mailmig_home: Pa
     as_json = cli(mailmig_home, "run", name, "--dry-run", "--json")
 
     assert as_json.returncode == 0, as_json.stderr
-    assert [(r["account"], r["status"], r["copied"]) for r in json_out(as_json)] == [("alice", "complete", 0)]
+    planned = json_out(as_json)
+    assert [(r["account"], r["status"], r["copied"], r["would_copy"]) for r in planned] == [("alice", "planned", 0, 1)]
+    assert planned[0]["would_copy_bytes"] == len(message(6))
+    assert planned[0]["skipped_folders"] == {"trash": 1}
+    assert "complete" not in as_json.stdout + as_json.stderr
     assert plan_lines(as_json.stderr) == plan_lines(again.stdout)
     assert tree(mailmig_home) == home_before, "a dry run after a real run leaves the state and log untouched"
     assert contents(pair.dst, "alice") == dst_before
@@ -261,7 +274,7 @@ def test_report_after_a_run_with_failures(dovecot_factory: DovecotFactory, mailm
         "status": "complete",
         "folders": 2,
         "copied": 2,
-        "skipped": {SKIP_TOO_OLD: 1},
+        "skipped": {"too_old": 1},
         "skipped_folders": {},
         "failed_folders": {},
         "failed": 1,
@@ -277,14 +290,20 @@ def test_report_after_a_run_with_failures(dovecot_factory: DovecotFactory, mailm
     assert report.returncode == 0, report.stderr
     data = json_out(report)
     assert data["task"] == TASK and data["last_run"]["status"] == "partial"
+    iso = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d")
+    started, finished = data["last_run"]["started"], data["last_run"]["finished"]
+    assert iso.fullmatch(started) and iso.fullmatch(finished), data["last_run"]
+    assert dt.datetime.fromisoformat(started) <= dt.datetime.fromisoformat(finished)
     alice, bob = data["accounts"]
+    for account in (alice, bob):
+        assert iso.fullmatch(account.pop("last_started")) and iso.fullmatch(account.pop("last_finished")), account
     assert alice == {
         "account": "alice",
         "destination": "alice",
         "status": "complete",
         "folders": 2,
         "copied": 2,
-        "skipped": {SKIP_TOO_OLD: 1},
+        "skipped": {"too_old": 1},
         "failed": 1,
         "bytes": len(message(2)) + len(message(3)),
         "duration": run["alice"]["duration"],
@@ -293,6 +312,7 @@ def test_report_after_a_run_with_failures(dovecot_factory: DovecotFactory, mailm
             {
                 "folder": "INBOX",
                 "id": "3",
+                "code": "too_large",
                 "reason": f"{len(big)} bytes is over the destination's APPENDLIMIT of 50000 bytes",
             }
         ],
