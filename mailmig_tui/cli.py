@@ -344,6 +344,11 @@ class _Printer:
                 self.reader_gone = True
                 self.cancel.set()
                 _silence_stdout()
+                _say(
+                    "mailmig-tui: the output's reader went away: stopping after the current batch "
+                    "(everything done so far is kept; run again to resume)",
+                    file=sys.stderr,
+                )
 
     def _print(self, event: events.Event) -> None:
         if isinstance(event, events.FolderProgress):
@@ -517,7 +522,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         failures = db.failed_by_account()
     finally:
         db.close()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for user in task.users:
         s = summaries.get(account_key(user.source))
         rows.append(

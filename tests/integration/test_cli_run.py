@@ -540,6 +540,47 @@ def test_signal_stops_the_run_with_130_and_a_rerun_completes(pair: Pair, mailmig
     assert contents(pair.dst, "alice")["Bulk"] == contents(pair.src, "alice")["Bulk"]
 
 
+@pytest.mark.slow
+def test_a_run_whose_output_reader_goes_away_stops_cleanly_with_141(pair: Pair, mailmig_home: Path) -> None:
+    """``mailmig-tui run T | head -1``: no traceback; the run stops after its batch, a rerun completes."""
+    total = 3000
+    _seed_bulk(pair.src, "alice", total)
+    save_task(pair, ("alice",))
+    env = {**os.environ, "MAILMIG_HOME": str(mailmig_home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailmig_tui", "run", TASK],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        assert proc.stdout.readline().startswith("INFO    run started")
+        deadline = time.monotonic() + 60
+        copied = 0
+        while copied == 0:  # close the pipe while the account is being copied
+            assert proc.poll() is None, f"the run ended before its reader went away: {proc.communicate()}"
+            assert time.monotonic() < deadline, "no batch was recorded within 60 s"
+            time.sleep(0.02)
+            try:
+                copied = state_rows(mailmig_home, "SELECT COUNT(*) FROM messages WHERE status = 'copied'")[0][0]
+            except sqlite3.OperationalError:
+                continue
+        proc.stdout.close()
+        proc.wait(timeout=60)
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    assert proc.returncode == 141, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert "the output's reader went away: stopping after the current batch" in err
+    assert state_rows(mailmig_home, "SELECT status FROM runs")[0][0] in ("stopped", "completed")
+    again = cli(mailmig_home, "run", TASK, "--json")
+    assert again.returncode == 0, again.stderr
+    assert contents(pair.dst, "alice")["Bulk"] == contents(pair.src, "alice")["Bulk"], "nothing lost, nothing twice"
+
+
 # --------------------------------------------------------------------------------------------
 # Accounts per period.
 
