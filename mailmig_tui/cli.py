@@ -262,7 +262,7 @@ def _skips(counter: dict[str, int]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in sorted(counter.items())) or "none"
 
 
-# Reason codes for --json (README, "Reason codes"): the engine words its reasons for people; scripts
+# Reason codes for --json (the table in README "Commands"): the engine words its reasons for people; scripts
 # get one stable code per reason the engine distinguishes.
 SKIP_CODES = {
     SKIP_TOO_OLD: "too_old",
