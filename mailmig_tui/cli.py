@@ -400,6 +400,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     task = _load(args.task)
     settings = store.load_settings()
     problems = validate_task(task, settings=settings) + validate_settings(settings)
+    problems += missing_destination_password(settings)
     if problems:
         raise CliError(
             f"task {task.name} cannot run:\n"

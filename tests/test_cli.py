@@ -595,6 +595,7 @@ def test_a_host_name_over_253_characters_is_invalid_not_a_traceback(mailmig_home
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_damaged_state_database_names_the_file_and_the_fix(mailmig_home, damage):
     store.save_task(imap_task())
+    store.save_settings(Settings(Destination(password="master-pw")))
     path = store.paths().state_file("acme")
     if damage == "garbage":
         path.parent.mkdir(parents=True, exist_ok=True)

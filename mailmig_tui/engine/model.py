@@ -468,7 +468,7 @@ def missing_destination_password(settings: Settings) -> list[Problem]:
     return [
         Problem(
             "destination.password",
-            "the master/admin password is missing: type it in Settings (s) or put it in "
+            "the master/admin password is missing: type it in Settings (g) or put it in "
             "config/secrets/settings.toml as [destination] password",
         )
     ]
