@@ -729,6 +729,23 @@ def test_a_broken_users_csv_line_is_named_with_the_fix(p):
     assert info.value.line == 2
 
 
+def test_line_numbers_stay_right_after_blank_lines_and_a_value_over_two_lines(p):
+    store.save_task(Task(name="t", users=[User("alice", "alice")]))
+    path = p.task_users_file("t")
+    write(path, "source,destination\n\n , \nalice,alice\n")
+    assert [(u.source, u.destination) for u in store.load_task("t").users] == [("alice", "alice")]
+    write(path, 'source,destination\n"al\nice",alice\n\nbob\n')  # the quoted value spans lines 2-3
+    with pytest.raises(ConfigError) as info:
+        store.load_task("t")
+    assert info.value.line == 5 and "1 field(s)" in str(info.value)
+    secrets = p.task_user_secrets_file("t")
+    secrets.write_text('source,password,destination_password\n"pw\nx",a,b\n\nalice,pw,x,y\n')
+    write(path, "alice,alice\n")
+    with pytest.raises(ConfigError) as info:
+        store.load_task("t")
+    assert info.value.line == 5 and "4 field(s)" in str(info.value)
+
+
 def test_a_broken_user_secrets_csv_never_shows_a_password(p):
     store.save_task(Task(name="t", users=[User("alice", "alice", password="pw")]))
     secrets = p.task_user_secrets_file("t")
