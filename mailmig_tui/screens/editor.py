@@ -22,7 +22,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import Header, Static, TabbedContent, TabPane
 
 from mailmig_tui.engine import model, store
 from mailmig_tui.engine.sources import gmail_auth, graph_auth
@@ -31,6 +31,7 @@ from mailmig_tui.screens.editor_tabs import GeneralTab, NotificationTab, saved_k
 from mailmig_tui.screens.modals import ConfirmModal
 from mailmig_tui.screens.users import UserListPane, copy_users
 from mailmig_tui.widgets.filter_editor import FilterEditor
+from mailmig_tui.widgets.footer import KeyFooter
 from mailmig_tui.widgets.form import FieldError, base_path, build, editing_widgets, focus_target, value_of
 
 TABS = ("tab-general", "tab-filter", "tab-notification", "tab-users")
@@ -90,7 +91,7 @@ class TaskEditorScreen(Screen[str | None]):
                 yield NotificationTab()
             with TabPane("User list F5", id="tab-users"):
                 yield UserListPane(self.current_task, id="users-pane")
-        yield Footer()
+        yield KeyFooter()
 
     # ------------------------------------------------------------------------------------------
     # Loading.

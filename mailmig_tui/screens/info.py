@@ -18,7 +18,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 from textual.worker import Worker, WorkerState
 
 from mailmig_tui.engine import store
@@ -39,6 +39,7 @@ from mailmig_tui.runs import (
     status_text,
     when_text,
 )
+from mailmig_tui.widgets.footer import KeyFooter
 from mailmig_tui.widgets.log_pane import ALL_ACCOUNTS, LogPane
 from mailmig_tui.widgets.summary_table import AccountRow, SummaryTable, skipped_detail
 from mailmig_tui.widgets.virtual_table import VirtualTable
@@ -111,7 +112,7 @@ class InfoScreen(Screen[None]):
         yield SummaryTable(id="summary")
         yield Static("", id="account-detail", markup=False)
         yield LogPane([source for _, source in self.users], id="log")
-        yield Footer(compact=True)
+        yield KeyFooter(compact=True)
 
     @property
     def table(self) -> SummaryTable:

@@ -7,7 +7,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState
 
 from mailmig_tui.engine import store
@@ -17,6 +17,7 @@ from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.messages import RunEvents, RunStateChanged
 from mailmig_tui.runs import holder_text, status_style, status_text, when_text
 from mailmig_tui.screens.modals import DeleteTaskModal, ErrorModal, PromptModal
+from mailmig_tui.widgets.footer import KeyFooter
 
 # (key, label, width): live columns have a fixed width (updated cells never re-measure the table).
 COLUMNS = (
@@ -63,7 +64,7 @@ class TasksScreen(Screen[None]):
         )
         yield DataTable(id="tasks-table", cursor_type="row")
         yield Static("", id="tasks-detail", markup=False)
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter(compact=True, show_command_palette=False)
 
     @property
     def table(self) -> DataTable:

@@ -132,7 +132,9 @@ class UserTable(VirtualTable):
     def set_statuses(self, statuses: Mapping[str, AccountSummary] | None) -> None:
         """The migration state of the accounts (None: not read yet)."""
         self._statuses = statuses
-        self.set_width("status", max((cell_len(status_words(s)) for s in (statuses or {}).values()), default=0))
+        # "not started" for the accounts the state does not know yet ("reading…" is shorter)
+        widest = max((cell_len(status_words(s)) for s in (statuses or {}).values()), default=0)
+        self.set_width("status", max(widest, cell_len(NOT_STARTED)))
         self._apply()
 
     def set_search(self, text: str) -> None:
