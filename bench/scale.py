@@ -461,34 +461,41 @@ async def _first_screen(args: argparse.Namespace, out: _Results) -> None:
 
 
 async def _editor(args: argparse.Namespace, out: _Results) -> None:
-    from textual.app import App
+    """The admin's way: the app's task list, `e` on the task, F5; timed from `e` (the app's own start is
+    the first-screen row)."""
+    from textual.widgets import DataTable
 
+    from mailmig_tui.app import MailmigApp
     from mailmig_tui.screens.editor import TaskEditorScreen
     from mailmig_tui.screens.users import UserListPane
 
-    class EditorHost(App[None]):
-        """The editor alone, as the tests show it (tests/tui/test_editor.py EditorApp)."""
-
-        def on_mount(self) -> None:
-            self.push_screen(TaskEditorScreen(TASK))
-
     n = args.users
-    app = EditorHost()
+    app = MailmigApp()
+
+    def listed() -> bool:
+        table = app.screen.query_one("#tasks-table", DataTable)
+        return table.row_count > 0 and str(table.get_cell(TASK, "accounts")).endswith(f"/{n}")
 
     def table() -> Any:
         return app.screen.query_one(UserListPane).table
 
-    began = time.perf_counter()
-    deadline = began + args.timeout
+    deadline = time.perf_counter() + args.timeout
     async with app.run_test(size=SIZE) as pilot:
+        if not await _until(pilot, listed, deadline):
+            out.put("editor", {"status": "timeout"})
+            return
+        began = time.perf_counter()
+        await pilot.press("e")
         if not await _until(pilot, lambda: isinstance(app.screen, TaskEditorScreen) and table() is not None, deadline):
             out.put("editor", {"status": "timeout"})
             return
+        opened = time.perf_counter() - began
         await pilot.press("f5")
         if not await _until(pilot, lambda: table().row_count == n and app.focused is table(), deadline):
             out.put("editor", {"status": "timeout"})
             return
-        out.put("editor", {"seconds": time.perf_counter() - began})
+        shown = time.perf_counter() - began
+        out.put("editor", {"seconds": shown, "detail": f"from e in the task list; editor open at {opened:.2f} s"})
         keys: dict[str, Any] = {}
         deadline = time.perf_counter() + args.timeout
         for way in ("pilot", "handled"):

@@ -13,6 +13,7 @@ says who is signed in, and Sign out (ctrl+o) forgets it.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from collections.abc import Callable
 from pathlib import Path
@@ -155,7 +156,7 @@ class TaskEditorScreen(Screen[str | None]):
 
     def current_task(self) -> tuple[model.Task, list[model.Problem]]:
         """The task as the form now says, with every problem the model (and the file check) finds."""
-        data = model.to_dict(self.base)
+        data = model.to_dict(dataclasses.replace(self.base, users=[]))  # the users come from the pane
         data.pop("users", None)
         self.query_one(GeneralTab).dump(data)
         self.query_one(FilterEditor).dump(data)

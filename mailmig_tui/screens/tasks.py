@@ -52,7 +52,7 @@ class TasksScreen(Screen[None]):
         self.statuses: dict[str, TaskStatus] = {}
         self._reader = StatusReader()
         self._shown: dict[str, dict[str, str]] = {}
-        self._files: dict[str, int] = {}
+        self._files: dict[str, tuple[int, int]] = {}
         self._polled: tuple[object, ...] = ()
 
     def compose(self) -> ComposeResult:
@@ -78,7 +78,9 @@ class TasksScreen(Screen[None]):
         self.poll()
 
     def on_screen_resume(self) -> None:
-        if self.is_mounted and self.table.columns:
+        # back from the editor, Settings or Task info: read the tasks again only when a file changed
+        # (100,000 accounts take a third of a second to read)
+        if self.is_mounted and self.table.columns and _task_files() != self._files:
             self.action_reload()
 
     # ----------------------------------------------------------------------------------------
@@ -211,7 +213,9 @@ class TasksScreen(Screen[None]):
         self._poll_worker(tasks, self._files)
 
     @work(thread=True, exclusive=True, group="tasks-poll", exit_on_error=False)
-    def _poll_worker(self, tasks: dict[str, Task], files: dict[str, int]) -> tuple[dict[str, TaskStatus], bool]:
+    def _poll_worker(
+        self, tasks: dict[str, Task], files: dict[str, tuple[int, int]]
+    ) -> tuple[dict[str, TaskStatus], bool]:
         statuses = {}
         for name, task in tasks.items():
             try:
@@ -225,8 +229,10 @@ class TasksScreen(Screen[None]):
             return
         statuses, files_changed = event.worker.result
         self.statuses.update(statuses)
-        if files_changed:
+        if files_changed:  # the statuses were read for the tasks as they were: read them again for these
             self.action_reload()
+            self._polled = ()
+            self.poll()
         else:
             self.refresh_rows()
 
@@ -374,11 +380,18 @@ def _free_name(name: str) -> str:
     return name
 
 
-def _task_files() -> dict[str, int]:
-    """Task file names and modification times: a change made outside the app reloads the list."""
-    tasks_dir = store.paths().tasks_dir
+def _task_files() -> dict[str, tuple[int, int]]:
+    """The task files, their user lists and secrets, with modification time and size: a change made
+    outside the app (or by a save) reloads the list."""
+    p = store.paths()
     try:
-        return {f.name: f.stat().st_mtime_ns for f in tasks_dir.glob("*.toml")}
+        files = [
+            *p.tasks_dir.glob("*.toml"),
+            *p.tasks_dir.glob(f"*{store.USERS_SUFFIX}"),
+            *p.secrets_dir.glob("*.toml"),
+            *p.secrets_dir.glob(f"*{store.USERS_SUFFIX}"),
+        ]
+        return {str(f): (st.st_mtime_ns, st.st_size) for f in files for st in [f.stat()]}
     except OSError:
         return {}
 

@@ -122,7 +122,8 @@ class UserListPane(Vertical):
     # Contents.
 
     def load(self, users: list[model.User], task_name: str) -> None:
-        self.users = copy_users(users)
+        """Show ``users``, which the pane owns from now on (the editor copies them for each save)."""
+        self.users = list(users)
         self.verdicts.clear()
         self.statuses, self.statuses_read = {}, False
         self.rebuild()  # the Migration column says "reading…" until the state is read

@@ -81,6 +81,25 @@ async def test_a_task_saved_outside_the_app_appears_by_itself(mailmig_home):
         await wait_for(pilot, lambda: table_of(app).row_count == 1, timeout=5, what="the poll to notice the file")
 
 
+async def test_a_user_list_edited_outside_the_app_is_read_again_and_a_return_reads_nothing(mailmig_home, monkeypatch):
+    store.save_task(acme())
+    loads: list[str] = []
+    real_load = store.load_task
+    monkeypatch.setattr(store, "load_task", lambda name, *a, **k: loads.append(name) or real_load(name, *a, **k))
+    app = MailmigApp()
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: column(table_of(app), "acme", "accounts").endswith("/2"))
+        assert loads == ["acme"]  # once at start, not again when the screen is first shown
+        app.push_screen(SettingsScreen())
+        await pilot.pause()
+        app.pop_screen()
+        await pilot.pause()
+        assert loads == ["acme"]  # back from another screen with no file changed: nothing read again
+        path = store.paths().task_users_file("acme")
+        path.write_text(path.read_text() + "carol,carol\n")  # as an admin's editor would
+        await wait_for(pilot, lambda: column(table_of(app), "acme", "accounts").endswith("/3"), timeout=5)
+
+
 async def test_no_tasks_shows_the_empty_hint(mailmig_home):
     app = MailmigApp()
     async with app.run_test() as pilot:
