@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import io
 import re
 from dataclasses import dataclass, field
@@ -247,18 +248,18 @@ def apply(task: Task, parsed: ParsedList, *, valid_only: bool = False) -> Import
     if parsed.errors and not valid_only:
         raise ImportRejected(parsed)
     added = updated = 0
-    by_key = task.users_by_key()
+    # an updated account is a new User in its place: the old object may be shared (the app's task list
+    # and the editor hold the same loaded users) and must not change under the other holder
+    index = {account_key(u.source): i for i, u in enumerate(task.users)}
     for _, new in parsed.users:
-        existing = by_key.get(account_key(new.source))
-        if existing is None:
+        key = account_key(new.source)
+        at = index.get(key)
+        if at is None:
+            index[key] = len(task.users)
             task.users.append(new)
-            by_key[account_key(new.source)] = new
             added += 1
         else:
-            existing.source = new.source
-            existing.password = new.password
-            existing.destination = new.destination
-            existing.destination_password = new.destination_password
+            task.users[at] = dataclasses.replace(new)
             updated += 1
     return ImportSummary(added, updated, len({e.line for e in parsed.errors}))
 

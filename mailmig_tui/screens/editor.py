@@ -70,10 +70,15 @@ class TaskEditorScreen(Screen[str | None]):
         Binding("ctrl+y", "copy_delegation_link", "Copy Admin console link", id="editor.copy_delegation_link"),
     ]
 
-    def __init__(self, task_name: str | None = None, *, template: model.Task | None = None) -> None:
+    def __init__(
+        self, task_name: str | None = None, *, template: model.Task | None = None, loaded: model.Task | None = None
+    ) -> None:
+        """``loaded``: the task ``task_name`` as the caller just read it from unchanged files, so that it
+        is not read again (100,000 accounts: a third of a second); the editor never changes it."""
         super().__init__()
         self.old_name = task_name
         self.template = template
+        self.loaded = loaded
         self.saved_name: str | None = None
         self.base = model.Task(name="")
         self.settings: model.Settings | None = None
@@ -101,7 +106,7 @@ class TaskEditorScreen(Screen[str | None]):
         self.query_one("#editor-problems").display = False
         if self.old_name is not None:
             try:
-                self.base = store.load_task(self.old_name)
+                self.base = self.loaded if self.loaded is not None else store.load_task(self.old_name)
             except store.ConfigError as exc:
                 self.app.notify(str(exc), title="Cannot edit the task", severity="error", markup=False)
                 self.call_later(self.dismiss, None)

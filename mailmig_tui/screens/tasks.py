@@ -295,11 +295,13 @@ class TasksScreen(Screen[None]):
             return
 
         def done(saved: str | None = None) -> None:
-            self.action_reload()
+            if _task_files() != self._files:
+                self.action_reload()
             if saved:
                 self.select(saved)
 
-        self.app.push_screen(TaskEditorScreen(name), done)
+        loaded = self.tasks.get(name) if name and _task_files() == self._files else None
+        self.app.push_screen(TaskEditorScreen(name, loaded=loaded if isinstance(loaded, Task) else None), done)
 
     def action_duplicate(self) -> None:
         name = self.selected

@@ -131,9 +131,12 @@ async def test_unknown_source_type_is_shown_as_written(mailmig_home):
 class FakeEditor(Screen[None]):
     opened: list[str | None] = []
 
-    def __init__(self, task_name: str | None) -> None:
+    loaded: list[Task | None] = []
+
+    def __init__(self, task_name: str | None, *, loaded: Task | None = None) -> None:
         super().__init__()
         FakeEditor.opened.append(task_name)
+        FakeEditor.loaded.append(loaded)
 
 
 @pytest.fixture
@@ -141,7 +144,7 @@ def fake_editor(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
     module = types.ModuleType("mailmig_tui.screens.editor")
     module.TaskEditorScreen = FakeEditor  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "mailmig_tui.screens.editor", module)
-    FakeEditor.opened = []
+    FakeEditor.opened, FakeEditor.loaded = [], []
     return FakeEditor.opened
 
 
@@ -156,9 +159,16 @@ async def test_new_edit_and_enter_open_the_editor(mailmig_home, fake_editor):
         await pilot.press("e")
         await wait_for(pilot, lambda: len(fake_editor) == 2)
         app.pop_screen()
+        path = store.paths().task_users_file("acme")
+        path.write_text(path.read_text() + "carol,carol\n")  # changed since the list read it
         await pilot.press("enter")
         await wait_for(pilot, lambda: len(fake_editor) == 3)
         assert fake_editor == [None, "acme", "acme"]
+        # the task as the list read it when its files are unchanged (not read again), never a stale one
+        first, second = FakeEditor.loaded[1:]
+        assert first is not None and [u.source for u in first.users] == ["alice", "bob"]
+        assert first.users[0].password == "a-secret"
+        assert second is None or [u.source for u in second.users] == ["alice", "bob", "carol"]
 
 
 async def test_without_the_editor_module_new_says_so(mailmig_home, monkeypatch):
