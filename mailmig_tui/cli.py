@@ -1,7 +1,12 @@
 """The headless front end: ``mailmig-tui [COMMAND]``. Without a command it starts the terminal app.
 
 Exit codes (DESIGN.md §7): 0 everything succeeded; 1 some accounts failed; 2 invalid input or
-configuration (nothing was changed); 3 the run could not start; 130 interrupted (resumable).
+configuration (nothing was changed); 3 the run could not start; 130 interrupted (resumable); 141 the
+reader of the output went away (``| head``; a run stops cleanly, as for 130).
+
+With ``--json`` an error is also one JSON object on stdout: ``{"error", "exit_code"}`` plus, where known,
+``"file"``, ``"line"``, ``"problems"`` (``[{"field", "message"}]``) and ``"lines"`` (an import's bad
+lines, ``[{"line", "message"}]``); the message goes to stderr as without ``--json``.
 """
 
 from __future__ import annotations
@@ -14,13 +19,16 @@ import os
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from mailmig_tui.engine import events, notify, runner, store, userlist, verify
+from mailmig_tui.engine.account import SKIP_VANISHED
 from mailmig_tui.engine.model import (
     SOURCE_TYPE_LABELS,
+    Problem,
     Task,
     account_key,
     missing_destination_password,
@@ -30,6 +38,8 @@ from mailmig_tui.engine.model import (
     validate_settings,
     validate_task,
 )
+from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
+from mailmig_tui.engine.sources.gmail import SKIP_CHAT
 from mailmig_tui.engine.state import StateDB
 from mailmig_tui.engine.textsafe import escape_controls
 
@@ -38,12 +48,24 @@ EXIT_SOME_FAILED = 1
 EXIT_INVALID = 2
 EXIT_CANNOT_START = 3
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell shows for a tool whose reader went away
 
 
 class CliError(Exception):
-    def __init__(self, message: str, code: int = EXIT_INVALID) -> None:
+    """A message for the admin and the exit code; ``where`` (file, line, problems, lines) goes into --json."""
+
+    def __init__(self, message: str, code: int = EXIT_INVALID, **where: Any) -> None:
         super().__init__(message)
         self.code = code
+        self.where = {k: v for k, v in where.items() if v not in (None, "", [], ())}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: the usage on stderr, then a CliError (so that --json gets its JSON error too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise CliError(f"{message} (see: {self.prog} --help)")
 
 
 def _say(text: str = "", file: TextIO | None = None, *, flush: bool = False) -> None:
@@ -66,7 +88,14 @@ _JSON_CONTROLS = {c: f"\\u{c:04x}" for c in (*range(0x7F, 0xA0), 0x2028, 0x2029)
 
 def _emit_json(data: Any) -> None:
     text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
-    sys.stdout.write(text.translate(_JSON_CONTROLS) + "\n")
+    _write_out(text.translate(_JSON_CONTROLS) + "\n")
+
+
+def _write_out(text: str, piece: int = 8192) -> None:
+    """Write ``text`` to stdout in pieces: one big write into a pipe whose reader goes away can end
+    short without an error, while a piece after that raises BrokenPipeError (main() exits 141)."""
+    for start in range(0, len(text), piece):
+        sys.stdout.write(text[start : start + piece])
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,33 +200,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_import_users(args: argparse.Namespace) -> int:
     task = _load(args.task)
+    name = "<stdin>" if args.file == "-" else args.file
     try:
-        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-        text = userlist.decode(data)
+        text = userlist.decode(sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes())
     except OSError as exc:
-        raise CliError(f"{args.file}: cannot read the file: {exc.strerror}") from None
-    except ValueError as exc:
-        raise CliError(f"{args.file}: {exc}") from None
+        raise CliError(f"cannot read the file: {exc.strerror}", file=name) from None
+    except userlist.DecodeError as exc:
+        raise CliError(exc.reason, file=name, line=exc.line) from None
     parsed = userlist.parse(text, task.source)
     if not parsed.users and not parsed.errors:
         what = "only a header line" if parsed.header_skipped else "no line with an account"
         raise CliError(
-            f"{args.file}: no accounts to import: the file holds {what}; one account per line: "
-            "source account, source password, destination account"
+            f"no accounts to import: the file holds {what}; one account per line: "
+            "source account, source password, destination account",
+            file=name,
         )
     try:
         summary = userlist.apply(task, parsed, valid_only=args.valid_only)
     except userlist.ImportRejected as exc:
-        raise CliError(f"{args.file}: {exc}") from None
+        raise CliError(str(exc), file=name, lines=[_line_dict(e) for e in parsed.errors]) from None
     store.save_task(task, old_name=task.name)
     for e in parsed.errors:
-        _say(f"{args.file}: skipped {e}", file=sys.stderr)
+        _say(f"{name}: skipped {e}", file=sys.stderr)
     if args.json:
         _emit_json(
             {
                 "added": summary.added,
                 "updated": summary.updated,
-                "rejected": [{"line": e.line, "message": e.message} for e in parsed.errors],
+                "rejected": [_line_dict(e) for e in parsed.errors],
                 "header_skipped": parsed.header_skipped,
             }
         )
@@ -214,9 +244,13 @@ def cmd_import_users(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _line_dict(e: userlist.LineError) -> dict[str, Any]:
+    return {"line": e.line, "message": e.message}
+
+
 def cmd_export_users(args: argparse.Namespace) -> int:
     task = _load(args.task)
-    sys.stdout.write(userlist.export(task, with_passwords=args.with_passwords, exact=args.exact))
+    _write_out(userlist.export(task, with_passwords=args.with_passwords, exact=args.exact))
     return EXIT_OK
 
 
@@ -228,14 +262,64 @@ def _skips(counter: dict[str, int]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in sorted(counter.items())) or "none"
 
 
+# Reason codes for --json (the table in README "Commands"): the engine words its reasons for people; scripts
+# get one stable code per reason the engine distinguishes.
+SKIP_CODES = {
+    SKIP_TOO_OLD: "too_old",
+    SKIP_TOO_NEW: "too_new",
+    SKIP_TOO_BIG: "too_large",
+    SKIP_EXISTING: "duplicate",
+    SKIP_VANISHED: "vanished",
+    SKIP_CHAT: "not_mail",
+}
+FOLDER_SKIP_CODES = (
+    ("not selectable", "not_selectable"),
+    ("virtual folder", "virtual"),
+    ("Trash skipped", "trash"),
+    ("Junk skipped", "junk"),
+    ("mailbox filter:", "filtered"),
+)
+FAILURE_CODES = (
+    ("over the destination's APPENDLIMIT", "too_large"),
+    ("refused by the destination", "refused"),
+    ("not appended", "not_appended"),
+)
+
+
+def failure_code(reason: str) -> str:
+    return next((code for text, code in FAILURE_CODES if text in reason), "error")
+
+
+def _skip_codes(counter: dict[str, int]) -> dict[str, int]:
+    out: Counter[str] = Counter()
+    for reason, n in counter.items():
+        out[SKIP_CODES.get(reason, "other")] += n
+    return dict(out)
+
+
+def _folder_skip_codes(counter: dict[str, int]) -> dict[str, int]:
+    out: Counter[str] = Counter()
+    for reason, n in counter.items():
+        out[next((code for text, code in FOLDER_SKIP_CODES if reason.startswith(text)), "other")] += n
+    return dict(out)
+
+
+def _iso(ts: float | None) -> str | None:
+    """An epoch time as ISO 8601 with this machine's UTC offset (2026-03-01T22:00:05+01:00)."""
+    return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds") if ts else None
+
+
 class _Printer:
     """Prints the run's events: log lines as they come, and on a terminal a progress line for the
     whole run (messages, MB, MB/s, ETA) summed over the accounts being copied."""
 
-    def __init__(self, verbose: bool, out: TextIO | None) -> None:
+    def __init__(self, verbose: bool, out: TextIO | None, cancel: threading.Event, dry_run: bool) -> None:
         self.tty = sys.stderr.isatty()
         self.min = "debug" if verbose else "info"
         self.out = out
+        self.cancel = cancel
+        self.dry_run = dry_run  # the plan and the summary say what a dry run found, not "complete"
+        self.reader_gone = False
         self._lock = threading.Lock()
         self._progress: dict[str, events.FolderProgress] = {}
 
@@ -252,22 +336,39 @@ class _Printer:
 
     def __call__(self, event: events.Event) -> None:
         with self._lock:
-            if isinstance(event, events.FolderProgress):
-                self._progress[event.account] = event
-                if self.tty:
-                    sys.stderr.write("\r\x1b[K" + self._status_line())
-                    sys.stderr.flush()
+            if self.reader_gone:
                 return
-            if isinstance(event, events.AccountFinished):
-                self._progress.pop(event.account, None)
-            severity, folder, text = events.describe(event)
-            if events.SEVERITIES.index(severity) < events.SEVERITIES.index(self.min):
-                return
+            try:
+                self._print(event)
+            except BrokenPipeError:  # | head went away: stop cleanly, as for a hangup; main() exits 141
+                self.reader_gone = True
+                self.cancel.set()
+                _silence_stdout()
+                _say(
+                    "mailmig-tui: the output's reader went away: stopping after the current batch "
+                    "(everything done so far is kept; run again to resume)",
+                    file=sys.stderr,
+                )
+
+    def _print(self, event: events.Event) -> None:
+        if isinstance(event, events.FolderProgress):
+            self._progress[event.account] = event
             if self.tty:
-                sys.stderr.write("\r\x1b[K")
-            where = " ".join(x for x in (event.account, f"[{folder}]" if folder else "") if x)
-            stream = sys.stderr if severity in ("warning", "error") else self.out
-            _say(f"{severity.upper():7} {where + ': ' if where else ''}{text}", stream, flush=True)
+                sys.stderr.write("\r\x1b[K" + self._status_line())
+                sys.stderr.flush()
+            return
+        if isinstance(event, events.AccountFinished):
+            self._progress.pop(event.account, None)
+        if self.dry_run and isinstance(event, events.AccountFinished | events.RunFinished):
+            return
+        severity, folder, text = events.describe(event)
+        if events.SEVERITIES.index(severity) < events.SEVERITIES.index(self.min):
+            return
+        if self.tty:
+            sys.stderr.write("\r\x1b[K")
+        where = " ".join(x for x in (event.account, f"[{folder}]" if folder else "") if x)
+        stream = sys.stderr if severity in ("warning", "error") else self.out
+        _say(f"{severity.upper():7} {where + ': ' if where else ''}{text}", stream, flush=True)
 
 
 def _duration(seconds: float) -> str:
@@ -299,37 +400,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     task = _load(args.task)
     settings = store.load_settings()
     problems = validate_task(task, settings=settings) + validate_settings(settings)
+    problems += missing_destination_password(settings)
     if problems:
         raise CliError(
             f"task {task.name} cannot run:\n"
             + "\n".join(f"  - {escape_controls(str(p))}" for p in problems)
-            + "\n(see: mailmig-tui validate)"
+            + "\n(see: mailmig-tui validate)",
+            problems=_problem_dicts(problems),
         )
     cancel = threading.Event()
     _install_stop_handlers(cancel)
+    printer = _Printer(args.verbose, sys.stderr if args.json else None, cancel, args.dry_run)
     try:
         result = runner.run_task(
-            task,
-            settings,
-            accounts=args.account or (),
-            dry_run=args.dry_run,
-            cancel=cancel,
-            sink=_Printer(args.verbose, sys.stderr if args.json else None),
+            task, settings, accounts=args.account or (), dry_run=args.dry_run, cancel=cancel, sink=printer
         )
     except runner.RunError as exc:
         raise CliError(str(exc), EXIT_CANNOT_START) from None
     except runner.RunConfigError as exc:
         raise CliError(str(exc)) from None
+    if printer.reader_gone:
+        return EXIT_BROKEN_PIPE
     if args.dry_run:
         _print_plan(result, sys.stderr if args.json else sys.stdout)
+    rows = [_result_dict(r, result.reports.get(r.account) if args.dry_run else None) for r in result.accounts]
     if args.json:
-        _emit_json([_result_dict(r) for r in result.accounts])
+        _emit_json(rows)
     else:
         _say()
-        for r in result.accounts:
-            verb = "would copy" if args.dry_run else "copied"
+        for r, row in zip(result.accounts, rows, strict=True):
+            done = f"{row['would_copy']} would copy" if args.dry_run else f"{r.copied} copied"
             line = (
-                f"{r.account} → {r.destination}: {r.status}; {r.folders} folder(s), {r.copied if not args.dry_run else sum(f.to_copy for f in result.reports.get(r.account, []))} {verb}, "
+                f"{r.account} → {r.destination}: {row['status']}; {r.folders} folder(s), {done}, "
                 f"skipped: {_skips(r.skipped)}, {r.failed} failed, {_human_bytes(r.bytes)}, {r.duration:.1f} s"
             )
             _say(line + (f"\n    {r.error}" if r.error else ""))
@@ -338,21 +440,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if any(r.status in ("failed", "partial") or r.failed for r in result.accounts) else EXIT_OK
 
 
-def _result_dict(r: events.AccountResult) -> dict[str, Any]:
-    return {
+def _result_dict(r: events.AccountResult, plan: list[Any] | None = None) -> dict[str, Any]:
+    """An account's result for --json; with a dry run's ``plan``, its status is "planned" (not
+    "complete": nothing was copied) and ``would_copy`` counts what a run would copy."""
+    row = {
         "account": r.account,
         "destination": r.destination,
-        "status": r.status,
+        "status": "planned" if plan is not None and r.status == "complete" else r.status,
         "folders": r.folders,
         "copied": r.copied,
-        "skipped": dict(r.skipped),
-        "skipped_folders": dict(r.skipped_folders),
+        "skipped": _skip_codes(r.skipped),
+        "skipped_folders": _folder_skip_codes(r.skipped_folders),
         "failed_folders": dict(r.folder_errors),
         "failed": r.failed,
         "bytes": r.bytes,
         "duration": r.duration,
         "error": r.error,
     }
+    if plan is not None:
+        row["would_copy"] = sum(f.to_copy for f in plan)
+        row["would_copy_bytes"] = sum(f.to_copy_bytes for f in plan)
+    return row
 
 
 def _print_plan(result: runner.RunResult, out: TextIO) -> None:
@@ -415,7 +523,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         failures = db.failed_by_account()
     finally:
         db.close()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for user in task.users:
         s = summaries.get(account_key(user.source))
         rows.append(
@@ -426,16 +534,24 @@ def cmd_report(args: argparse.Namespace) -> int:
                 "folders": s.folders if s else 0,
                 "copied": s.copied if s else 0,
                 "skipped": dict(s.skipped) if s else {},
+                "last_started": s.last_started if s else None,
+                "last_finished": s.last_finished if s else None,
                 "failed": s.failed if s else 0,
                 "bytes": s.bytes if s else 0,
                 "duration": s.last_duration if s else 0.0,
                 "last_error": s.last_error if s else "",
                 "failed_messages": [
-                    {"folder": f, "id": i, "reason": r} for f, i, r in failures.get(account_key(user.source), [])
+                    {"folder": f, "id": i, "code": failure_code(r), "reason": r}
+                    for f, i, r in failures.get(account_key(user.source), [])
                 ],
             }
         )
     if args.json:
+        if last:
+            last = last | {"started": _iso(last["started"]), "finished": _iso(last["finished"])}
+        for r in rows:
+            r["skipped"] = _skip_codes(r["skipped"])
+            r["last_started"], r["last_finished"] = _iso(r["last_started"]), _iso(r["last_finished"])
         _emit_json({"task": task.name, "last_run": last, "accounts": rows})
         return EXIT_OK
     _say(
@@ -491,14 +607,10 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
 
 def cmd_test_smtp(args: argparse.Namespace) -> int:
-    from mailmig_tui.engine import notify
-
     settings = store.load_settings()
     if not settings.smtp.host:
         raise CliError(
-            f"no SMTP relay is configured: set [smtp] host (and sender) in {store.paths().settings_file} "
-            "or in the app's Settings (s)",
-            EXIT_INVALID,
+            f"no SMTP relay is set: fill in its host in Settings (g), or [smtp] host in {store.paths().settings_file}"
         )
     to = args.to or [settings.smtp.sender]
     try:
@@ -561,11 +673,12 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mailmig-tui",
         description="Migrate whole organisations' mailboxes into this mail server. Without a command, start the app.",
         epilog="Exit codes: 0 all succeeded, 1 some accounts failed, 2 invalid input/configuration, "
-        "3 run could not start, 130 interrupted (resumable).",
+        "3 run could not start, 130 interrupted (resumable), 141 the output's reader went away. With --json an "
+        'error is a JSON object on stdout: {"error", "exit_code", "file", "line", "problems", "lines"}.',
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -639,45 +752,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(args: argparse.Namespace, message: str, code: int, config: store.ConfigError | None = None) -> int:
-    """Report an error: as text on stderr, or with ``--json`` as one JSON object on stdout."""
-    if getattr(args, "json", False):
-        data: dict[str, Any] = {"error": message, "exit_code": code}
-        if config is not None:
-            data["file"], data["line"] = str(config.path), config.line
-            data["problems"] = [{"field": p.field, "message": p.message} for p in config.problems]
-        _emit_json(data)
-    else:
-        _err(message)
+def _problem_dicts(problems: Sequence[Problem]) -> list[dict[str, str]]:
+    return [{"field": p.field, "message": p.message} for p in problems]
+
+
+def _fail(message: str, code: int, as_json: bool, where: dict[str, Any]) -> int:
+    """The error on stderr ("file, line N: message"), the same text with --json as a JSON object on
+    stdout, with the place in fields; returns ``code``."""
+    place = f"{where['file']}" + (f", line {where['line']}" if where.get("line") else "") if "file" in where else ""
+    text = f"{place}: {message}" if place else message
+    _err(text)
+    if as_json:
+        _emit_json({"error": text, "exit_code": code, **where})
     return code
 
 
-def _closed_output() -> int:
-    """The reader of stdout went away (``| head``): stop quietly, as other Unix tools do."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not raise again
-    except (OSError, ValueError):
-        pass
-    return EXIT_OK
+def _silence_stdout() -> None:
+    """The reader of stdout went away: what is still buffered (and any later write) goes nowhere, so
+    Python's flush at exit raises nothing."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", cmd_app)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
     try:
-        code = func(args)
-        sys.stdout.flush()
+        args = build_parser().parse_args(argv)
+        code = getattr(args, "func", cmd_app)(args)
+        sys.stdout.flush()  # here, so that a reader gone away is seen (and not at interpreter exit)
         return code
-    except BrokenPipeError:
-        return _closed_output()
     except store.ConfigError as exc:
-        return _fail(args, str(exc), EXIT_INVALID, exc)
+        _err(str(exc))
+        if as_json:
+            where = {"file": str(exc.path), "line": exc.line, "problems": _problem_dicts(exc.problems)}
+            _emit_json({"error": str(exc), "exit_code": EXIT_INVALID, **{k: v for k, v in where.items() if v}})
+        return EXIT_INVALID
     except CliError as exc:
-        return _fail(args, str(exc), exc.code)
+        return _fail(str(exc), exc.code, as_json, exc.where)
     except KeyboardInterrupt:
-        return _fail(args, "interrupted", EXIT_INTERRUPTED)
+        return _fail("interrupted", EXIT_INTERRUPTED, as_json, {})
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

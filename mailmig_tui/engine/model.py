@@ -13,11 +13,15 @@ import difflib
 import functools
 import ipaddress
 import re
-import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import cattrs
+import cattrs.cols
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.gen import make_dict_structure_fn, override
 
 SOURCE_TYPES = ("imap", "google", "microsoft365")
 SOURCE_TYPE_LABELS = {"imap": "IMAP", "google": "Google Workspace", "microsoft365": "Microsoft 365"}
@@ -468,7 +472,7 @@ def missing_destination_password(settings: Settings) -> list[Problem]:
     return [
         Problem(
             "destination.password",
-            "the master/admin password is missing: type it in Settings (s) or put it in "
+            "the master/admin password is missing: type it in Settings (g) or put it in "
             "config/secrets/settings.toml as [destination] password",
         )
     ]
@@ -561,98 +565,143 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return out
 
 
-def _type_name(t: Any) -> str:
-    return {
-        bool: "true or false",
-        int: "a whole number",
-        str: "a string",
-        dt.date: "a date (YYYY-MM-DD)",
-    }.get(t, getattr(t, "__name__", str(t)))
-
-
-def from_dict(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
-    """Build a model dataclass from TOML data, collecting every type problem with its field path."""
-    problems: list[Problem] = []
-    obj = _build(cls, data, where, problems)
-    if problems:
-        raise ValidationError(problems)
-    return obj
+def from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    """A model dataclass from TOML data. Raises :class:`ValidationError` listing every problem with its
+    field path, in the order of the data; a value of the wrong type is refused, never coerced."""
+    try:
+        return _CONVERTER.structure(data, cls)
+    except (ClassValidationError, IterableValidationError, _Refused) as exc:
+        found: list[tuple[tuple[int, ...], Problem]] = []
+        _collect(exc, "", data, (), found)
+        raise ValidationError(p for _, p in sorted(found, key=lambda f: f[0])) from None
 
 
 _SECRET_KEYS = {"password", "destination_password", "client_secret"}
 
 
-@functools.cache
-def _field_types(cls: type) -> dict[str, Any]:
-    """The resolved field types of a model class, once per class (resolving them is slow: issue 14)."""
-    return typing.get_type_hints(cls)
+class _Refused(Exception):
+    """A value a strict structure hook refuses; its text is the problem's message."""
 
 
-@functools.cache
-def _loadable_fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
-    """The fields a file may set (secrets live elsewhere), once per class."""
-    return {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("secret")}
+def _structure_str(value: Any, _: type) -> str:
+    if isinstance(value, str):
+        return value
+    raise _Refused(f"expected a string, not {value!r}")
 
 
-def _build(cls: type, data: Any, where: str, problems: list[Problem]) -> Any:
-    if not isinstance(data, Mapping):
-        problems.append(Problem(where, "this must be a table"))
-        return None
-    hints = _field_types(cls)
-    fields = _loadable_fields(cls)
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where else key
-        if key in _SECRET_KEYS:
-            problems.append(
-                Problem(path, "passwords and secrets do not belong in this file: put it in config/secrets/ (mode 0600)")
-            )
-            continue
-        if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f'; did you mean "{close[0]}"?' if close else f"; known keys: {', '.join(fields)}"
-            problems.append(Problem(path, f"unknown key{hint}"))
-            continue
-        kwargs[key] = _convert(hints[key], value, path, problems)
-    for name, f in fields.items():
-        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            problems.append(Problem(f"{where}.{name}" if where else name, "this key is required"))
-    try:
-        return cls(**kwargs)
-    except TypeError:  # a required key was missing: already reported above
-        return None
+def _structure_int(value: Any, _: type) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise _Refused(f"expected a whole number, not {value!r}")
 
 
-def _convert(hint: Any, value: Any, path: str, problems: list[Problem]) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (types.UnionType, typing.Union):
-        inner = [a for a in typing.get_args(hint) if a is not type(None)][0]
-        return _convert(inner, value, path, problems)
-    if origin is list:
-        (item,) = typing.get_args(hint)
+def _structure_bool(value: Any, _: type) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _Refused(f"expected true or false, not {value!r}")
+
+
+def _structure_date(value: Any, _: type) -> dt.date:
+    """A TOML date, or its ISO text (what the editor's form gives); never a date with a time."""
+    if isinstance(value, dt.datetime):
+        raise _Refused(f"a date without time is expected (YYYY-MM-DD), not {value}")
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise _Refused(f"{value!r} is not a date; write it as YYYY-MM-DD, e.g. 2015-01-31")
+
+
+def _list_hook(list_type: Any, converter: cattrs.Converter) -> Callable[[Any, Any], list[Any]]:
+    """cattrs's own list hook takes any iterable (a string becomes a list of letters): a list only."""
+    items = cattrs.cols.list_structure_factory(list_type, converter)
+
+    def structure(value: Any, _: Any) -> list[Any]:
         if not isinstance(value, list):
-            problems.append(Problem(path, f"this is a list in square brackets, not {value!r}"))
-            return []
-        if isinstance(item, type) and dataclasses.is_dataclass(item):
-            return [_build(item, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
-        return [_convert(item, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _build(hint, value, path, problems)
-    if hint is dt.date:
-        if isinstance(value, dt.datetime):
-            problems.append(Problem(path, f"a date without time is expected (YYYY-MM-DD), not {value}"))
-            return None
-        if isinstance(value, dt.date):
-            return value
-        if isinstance(value, str):
-            try:
-                return dt.date.fromisoformat(value)
-            except ValueError:
-                pass
-        problems.append(Problem(path, f"{value!r} is not a date; write it as YYYY-MM-DD, e.g. 2015-01-31"))
-        return None
-    ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
-    if not ok:
-        problems.append(Problem(path, f"expected {_type_name(hint)}, not {value!r}"))
-        return hint() if hint in (str, int, bool) else None
-    return value
+            raise _Refused(f"this is a list in square brackets, not {value!r}")
+        return items(value, list_type)
+
+    return structure
+
+
+def _table_hook(cls: type, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    """A model dataclass from a TOML table. Its secret fields are left out, so a file that sets one is
+    refused like an unknown key."""
+    secret: dict[str, Any] = {f.name: override(omit=True) for f in dataclasses.fields(cls) if f.metadata.get("secret")}
+    fields: Callable[[Mapping[str, Any], Any], Any] = make_dict_structure_fn(cls, converter, **secret)
+
+    def structure(value: Any, _: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise _Refused("this must be a table")
+        return fields(value, cls)
+
+    return structure
+
+
+def _make_converter() -> cattrs.Converter:
+    """A strict hook for every type a model field has: cattrs alone would turn "5" into 5, 1 into True
+    and "mon" into ["m", "o", "n"]. Unknown keys are errors; every error is kept (detailed validation)."""
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    converter.register_structure_hook(str, _structure_str)
+    converter.register_structure_hook(int, _structure_int)
+    converter.register_structure_hook(bool, _structure_bool)
+    converter.register_structure_hook(dt.date, _structure_date)
+    converter.register_structure_hook_factory(lambda t: typing.get_origin(t) is list, _list_hook)
+    converter.register_structure_hook_factory(
+        lambda t: isinstance(t, type) and dataclasses.is_dataclass(t), _table_hook
+    )
+    return converter
+
+
+_CONVERTER = _make_converter()
+
+
+@functools.cache
+def _loadable_fields(cls: type) -> list[str]:
+    """The keys a file may set in the table of ``cls`` (secrets live elsewhere), in field order."""
+    return [f.name for f in dataclasses.fields(cls) if not f.metadata.get("secret")]
+
+
+def _collect(
+    exc: Exception, where: str, data: Any, rank: tuple[int, ...], found: list[tuple[tuple[int, ...], Problem]]
+) -> None:
+    """The problems of cattrs's exception tree for ``data`` (at path ``where``) into ``found``, each ranked
+    by its place in the data: the position of each key and index on its path."""
+    if isinstance(exc, _Refused):
+        found.append((rank, Problem(where, str(exc))))
+    elif isinstance(exc, ClassValidationError):
+        keys = list(data)
+        fields = _loadable_fields(exc.cl)
+        at_fields, others = exc.group_exceptions()
+        for sub, note in at_fields:
+            path = f"{where}.{note.name}" if where else note.name
+            if note.name in data:
+                _collect(sub, path, data[note.name], (*rank, keys.index(note.name)), found)
+            else:  # the KeyError of a required field (one with a default is only read when present)
+                found.append(((*rank, len(keys) + fields.index(note.name)), Problem(path, "this key is required")))
+        for sub in others:
+            if not isinstance(sub, ForbiddenExtraKeysError):
+                raise sub
+            for key in sub.extra_fields:
+                path = f"{where}.{key}" if where else key
+                found.append(((*rank, keys.index(key)), Problem(path, _extra_key_message(key, fields))))
+    elif isinstance(exc, IterableValidationError):
+        at_items, others = exc.group_exceptions()
+        if others:
+            raise others[0]
+        for sub, item in at_items:
+            index = int(item.index)
+            _collect(sub, f"{where}[{index}]", data[index], (*rank, index), found)
+    else:
+        raise exc
+
+
+def _extra_key_message(key: str, fields: list[str]) -> str:
+    if key in _SECRET_KEYS:
+        return "passwords and secrets do not belong in this file: put it in config/secrets/ (mode 0600)"
+    close = difflib.get_close_matches(key, fields, n=1)
+    hint = f'; did you mean "{close[0]}"?' if close else f"; known keys: {', '.join(fields)}"
+    return f"unknown key{hint}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import io
 import re
 from dataclasses import dataclass, field
@@ -69,6 +70,15 @@ class ImportRejected(ValueError):
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
+class DecodeError(ValueError):
+    """A file whose bytes are no text this module reads; ``line`` is where it goes wrong, when known."""
+
+    def __init__(self, reason: str, line: int | None = None) -> None:
+        super().__init__(f"line {line}: {reason}" if line else reason)
+        self.reason = reason
+        self.line = line
+
+
 def decode(data: bytes) -> str:
     """The text of a user-list file as spreadsheets save it: UTF-8 (with or without a BOM), UTF-16 with
     a BOM (Excel's "Unicode text"), or else Windows-1252 (Excel's "CSV" on Western Windows), with
@@ -77,7 +87,7 @@ def decode(data: bytes) -> str:
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError as exc:
-            raise ValueError(
+            raise DecodeError(
                 f"the file starts as UTF-16 but is not (byte {exc.start}); save it as UTF-8 CSV and import again"
             ) from None
     try:
@@ -88,10 +98,10 @@ def decode(data: bytes) -> str:
                 return data.decode("cp1252")
             except UnicodeDecodeError:
                 return data.decode("latin-1")
-        line = data[: exc.start].count(b"\n") + 1
-        raise ValueError(
-            f"line {line}: the file mixes UTF-8 with another encoding (byte 0x{data[exc.start]:02x}); "
-            "save it as UTF-8 CSV and import again"
+        raise DecodeError(
+            f"the file mixes UTF-8 with another encoding (byte 0x{data[exc.start]:02x}); "
+            "save it as UTF-8 CSV and import again",
+            data[: exc.start].count(b"\n") + 1,
         ) from None
 
 
@@ -238,18 +248,18 @@ def apply(task: Task, parsed: ParsedList, *, valid_only: bool = False) -> Import
     if parsed.errors and not valid_only:
         raise ImportRejected(parsed)
     added = updated = 0
-    by_key = task.users_by_key()
+    # an updated account is a new User in its place: the old object may be shared (the app's task list
+    # and the editor hold the same loaded users) and must not change under the other holder
+    index = {account_key(u.source): i for i, u in enumerate(task.users)}
     for _, new in parsed.users:
-        existing = by_key.get(account_key(new.source))
-        if existing is None:
+        key = account_key(new.source)
+        at = index.get(key)
+        if at is None:
+            index[key] = len(task.users)
             task.users.append(new)
-            by_key[account_key(new.source)] = new
             added += 1
         else:
-            existing.source = new.source
-            existing.password = new.password
-            existing.destination = new.destination
-            existing.destination_password = new.destination_password
+            task.users[at] = dataclasses.replace(new)
             updated += 1
     return ImportSummary(added, updated, len({e.line for e in parsed.errors}))
 
@@ -291,4 +301,15 @@ def remove(task: Task, accounts: list[str]) -> int:
     return before - len(task.users)
 
 
-__all__ = ["ImportRejected", "ImportSummary", "LineError", "ParsedList", "apply", "decode", "export", "parse", "remove"]
+__all__ = [
+    "DecodeError",
+    "ImportRejected",
+    "ImportSummary",
+    "LineError",
+    "ParsedList",
+    "apply",
+    "decode",
+    "export",
+    "parse",
+    "remove",
+]

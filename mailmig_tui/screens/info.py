@@ -18,7 +18,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 from textual.worker import Worker, WorkerState
 
 from mailmig_tui.engine import store
@@ -39,8 +39,10 @@ from mailmig_tui.runs import (
     status_text,
     when_text,
 )
+from mailmig_tui.widgets.footer import KeyFooter
 from mailmig_tui.widgets.log_pane import ALL_ACCOUNTS, LogPane
 from mailmig_tui.widgets.summary_table import AccountRow, SummaryTable, skipped_detail
+from mailmig_tui.widgets.virtual_table import VirtualTable
 
 FOLLOW_SECONDS = 1.0  # a run of another process: its new log lines, at most a second late
 STATE_SECONDS = 1.0
@@ -92,6 +94,9 @@ class InfoScreen(Screen[None]):
             self.mig_task = store.load_task(task_name)
         except store.ConfigError as exc:
             self.load_error = str(exc)
+        self._users = [(account_key(u.source), u.source) for u in self.mig_task.users] if self.mig_task else []
+        self._source_of = dict(self._users)
+        self._key_of = {source: key for key, source in self._users}
 
     # ----------------------------------------------------------------------------------------
     # Layout.
@@ -99,7 +104,7 @@ class InfoScreen(Screen[None]):
     @property
     def users(self) -> list[tuple[str, str]]:
         """(account key, account as written) of the user list."""
-        return [(account_key(u.source), u.source) for u in self.mig_task.users] if self.mig_task else []
+        return self._users
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -107,7 +112,7 @@ class InfoScreen(Screen[None]):
         yield SummaryTable(id="summary")
         yield Static("", id="account-detail", markup=False)
         yield LogPane([source for _, source in self.users], id="log")
-        yield Footer(compact=True)
+        yield KeyFooter(compact=True)
 
     @property
     def table(self) -> SummaryTable:
@@ -120,7 +125,7 @@ class InfoScreen(Screen[None]):
     def on_mount(self) -> None:
         self.sub_title = self.task_name
         self.title = "Task info"
-        self.table.set_accounts((key, self._row(key, source)) for key, source in self.users)
+        self.table.set_accounts(self.users, lambda key: self._row(key, self._source_of[key]))
         self.run = self.app_runs.get(self.task_name)
         if self.run is not None:
             self._inapp_since = self.run.started
@@ -175,7 +180,7 @@ class InfoScreen(Screen[None]):
         if message.run.task != self.task_name or message.run is not self.run:
             return
         self._take_run_records()
-        self._show_rows([key for key, source in self.users if source in {e.account for e in message.events}])
+        self._show_rows([self._key_of[a] for a in {e.account for e in message.events} if a in self._key_of])
         self._show_status()
 
     def on_run_state_changed(self, message: RunStateChanged) -> None:
@@ -253,8 +258,7 @@ class InfoScreen(Screen[None]):
         return AccountRow(source, state, folders, s.copied, s.skipped, s.failed, s.bytes, duration, s.last_error)
 
     def _show_rows(self, keys: list[str] | None = None) -> None:
-        wanted = set(keys) if keys is not None else None
-        self.table.show({key: self._row(key, source) for key, source in self.users if wanted is None or key in wanted})
+        self.table.show(keys)
         self._show_detail()
 
     def _show_status(self) -> None:
@@ -284,9 +288,9 @@ class InfoScreen(Screen[None]):
         if not table.row_count:
             detail.update(Text("No accounts in this task's user list." if not self.load_error else ""))
             return
-        key = str(table.coordinate_to_cell_key(table.cursor_coordinate)[0].value)
+        key = table.cursor_key() or ""
         s = self.summaries.get(key)
-        source = dict(self.users).get(key, key)
+        source = self._source_of.get(key, key)
         if s is None:
             detail.update(Text(escape_controls(f"{source}: not migrated yet")))
             return
@@ -302,13 +306,13 @@ class InfoScreen(Screen[None]):
             text.append(f"; last error: {escape_controls(s.last_error)}", style="red")
         detail.update(text)
 
-    @on(DataTable.RowHighlighted, "#summary")
+    @on(VirtualTable.RowHighlighted, "#summary")
     def _highlighted(self) -> None:
         self._show_detail()
 
-    @on(DataTable.RowSelected, "#summary")
-    def _selected(self, event: DataTable.RowSelected) -> None:
-        source = dict(self.users).get(str(event.row_key.value), ALL_ACCOUNTS)
+    @on(VirtualTable.RowSelected, "#summary")
+    def _selected(self, event: VirtualTable.RowSelected) -> None:
+        source = self._source_of.get(event.key, ALL_ACCOUNTS)
         self.pane.set_filters(account=ALL_ACCOUNTS if self.pane.account == source else source)
 
     # ----------------------------------------------------------------------------------------

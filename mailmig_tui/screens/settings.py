@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Header, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
 from mailmig_tui.engine import probe, store
@@ -29,6 +29,7 @@ from mailmig_tui.engine.model import (
     validate_settings,
 )
 from mailmig_tui.screens.modals import CertificateModal, ConfirmModal
+from mailmig_tui.widgets.footer import KeyFooter
 
 SECURITY = [
     ("SSL/TLS (implicit, usually port 993 / 465)", "ssl"),
@@ -107,7 +108,7 @@ class SettingsScreen(Screen[None]):
                 yield Button("Send a test message (ctrl+r)", id="test-smtp")
                 yield Button("Save (ctrl+s)", variant="primary", id="save")
             yield Static("", id="smtp-result", classes="test-result")
-        yield Footer(compact=True)
+        yield KeyFooter(compact=True)
 
     def _fields(self, fields: list[tuple[str, str, Any, str]]) -> ComposeResult:
         for path, label, kind, help_text in fields:

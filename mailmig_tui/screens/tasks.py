@@ -7,7 +7,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState
 
 from mailmig_tui.engine import store
@@ -17,6 +17,7 @@ from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.messages import RunEvents, RunStateChanged
 from mailmig_tui.runs import holder_text, status_style, status_text, when_text
 from mailmig_tui.screens.modals import DeleteTaskModal, ErrorModal, PromptModal
+from mailmig_tui.widgets.footer import KeyFooter
 
 # (key, label, width): live columns have a fixed width (updated cells never re-measure the table).
 COLUMNS = (
@@ -51,7 +52,7 @@ class TasksScreen(Screen[None]):
         self.statuses: dict[str, TaskStatus] = {}
         self._reader = StatusReader()
         self._shown: dict[str, dict[str, str]] = {}
-        self._files: dict[str, int] = {}
+        self._files: dict[str, tuple[int, int]] = {}
         self._polled: tuple[object, ...] = ()
 
     def compose(self) -> ComposeResult:
@@ -63,7 +64,7 @@ class TasksScreen(Screen[None]):
         )
         yield DataTable(id="tasks-table", cursor_type="row")
         yield Static("", id="tasks-detail", markup=False)
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter(compact=True, show_command_palette=False)
 
     @property
     def table(self) -> DataTable:
@@ -77,7 +78,9 @@ class TasksScreen(Screen[None]):
         self.poll()
 
     def on_screen_resume(self) -> None:
-        if self.is_mounted and self.table.columns:
+        # back from the editor, Settings or Task info: read the tasks again only when a file changed
+        # (100,000 accounts take a third of a second to read)
+        if self.is_mounted and self.table.columns and _task_files() != self._files:
             self.action_reload()
 
     # ----------------------------------------------------------------------------------------
@@ -210,7 +213,9 @@ class TasksScreen(Screen[None]):
         self._poll_worker(tasks, self._files)
 
     @work(thread=True, exclusive=True, group="tasks-poll", exit_on_error=False)
-    def _poll_worker(self, tasks: dict[str, Task], files: dict[str, int]) -> tuple[dict[str, TaskStatus], bool]:
+    def _poll_worker(
+        self, tasks: dict[str, Task], files: dict[str, tuple[int, int]]
+    ) -> tuple[dict[str, TaskStatus], bool]:
         statuses = {}
         for name, task in tasks.items():
             try:
@@ -224,8 +229,10 @@ class TasksScreen(Screen[None]):
             return
         statuses, files_changed = event.worker.result
         self.statuses.update(statuses)
-        if files_changed:
+        if files_changed:  # the statuses were read for the tasks as they were: read them again for these
             self.action_reload()
+            self._polled = ()
+            self.poll()
         else:
             self.refresh_rows()
 
@@ -288,11 +295,13 @@ class TasksScreen(Screen[None]):
             return
 
         def done(saved: str | None = None) -> None:
-            self.action_reload()
+            if _task_files() != self._files:
+                self.action_reload()
             if saved:
                 self.select(saved)
 
-        self.app.push_screen(TaskEditorScreen(name), done)
+        loaded = self.tasks.get(name) if name and _task_files() == self._files else None
+        self.app.push_screen(TaskEditorScreen(name, loaded=loaded if isinstance(loaded, Task) else None), done)
 
     def action_duplicate(self) -> None:
         name = self.selected
@@ -373,11 +382,18 @@ def _free_name(name: str) -> str:
     return name
 
 
-def _task_files() -> dict[str, int]:
-    """Task file names and modification times: a change made outside the app reloads the list."""
-    tasks_dir = store.paths().tasks_dir
+def _task_files() -> dict[str, tuple[int, int]]:
+    """The task files, their user lists and secrets, with modification time and size: a change made
+    outside the app (or by a save) reloads the list."""
+    p = store.paths()
     try:
-        return {f.name: f.stat().st_mtime_ns for f in tasks_dir.glob("*.toml")}
+        files = [
+            *p.tasks_dir.glob("*.toml"),
+            *p.tasks_dir.glob(f"*{store.USERS_SUFFIX}"),
+            *p.secrets_dir.glob("*.toml"),
+            *p.secrets_dir.glob(f"*{store.USERS_SUFFIX}"),
+        ]
+        return {str(f): (st.st_mtime_ns, st.st_size) for f in files for st in [f.stat()]}
     except OSError:
         return {}
 

@@ -2,7 +2,8 @@
 
 The pane edits a working copy of the task's users; the editor saves it with the rest of the task.
 Verification runs in a thread worker: each verdict is posted as a message when it arrives and the
-row is updated in place on the UI thread.
+row is updated in place on the UI thread. ``/`` searches the list (account or destination, any
+case) and ``s`` cycles the migration-status filter; the summary line then says "N of M".
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import DataTable, Static
+from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerState
 
 from mailmig_tui.engine import model, store, userlist, verify
@@ -28,10 +29,12 @@ from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.screens.editor_modals import PathModal, UserModal
 from mailmig_tui.screens.import_csv import ImportCsvModal, ImportDecision
 from mailmig_tui.screens.modals import ConfirmModal
-from mailmig_tui.widgets.user_table import UserTable
+from mailmig_tui.widgets.user_table import STATUS_FILTERS, UserTable
+from mailmig_tui.widgets.virtual_table import VirtualTable
 
 TaskProvider = Callable[[], tuple[model.Task, list[model.Problem]]]
 VERIFY_GROUP = "verify-users"
+STATUS_GROUP = "user-statuses"
 _USER_FIELD = re.compile(r"^users\[(\d+)\]")
 
 
@@ -47,6 +50,11 @@ class VerifyFinished(Message):
     def __init__(self, verdicts: list[verify.Verdict]) -> None:
         super().__init__()
         self.verdicts = verdicts
+
+
+def copy_users(users: list[model.User]) -> list[model.User]:
+    """A working copy of a user list (its fields are strings: a third of the time of copy.deepcopy)."""
+    return [model.User(u.source, u.destination, u.password, u.destination_password) for u in users]
 
 
 def load_statuses(task_name: str) -> dict[str, AccountSummary]:
@@ -68,13 +76,16 @@ class UserListPane(Vertical):
 
     BINDINGS = [
         Binding("a", "add_user", "Add", id="users.add"),
-        Binding("enter", "edit_user", "Edit", id="users.edit", priority=True, show=False),
+        Binding("enter", "edit_user", "Edit", id="users.edit", show=False),
         Binding("i", "import_csv", "Import CSV", id="users.import"),
         Binding("space", "toggle_mark", "Mark", id="users.mark", show=False),
         Binding("delete,d", "delete_selected", "Delete", id="users.delete"),
         Binding("v", "verify_all", "Verify all", id="users.verify_all"),
         Binding("V", "verify_selected", "Verify marked", id="users.verify_selected", show=False),
         Binding("E", "export", "Export", id="users.export"),
+        Binding("slash", "search", "Search", id="users.search"),
+        Binding("s", "cycle_status", "Status filter", id="users.status_filter"),
+        Binding("escape", "clear_search", "Clear search", id="users.clear_search", show=False),
     ]
 
     verifying: reactive[bool] = reactive(False, bindings=True)
@@ -86,10 +97,13 @@ class UserListPane(Vertical):
         self.verdicts: dict[str, verify.Verdict] = {}
         self.statuses: dict[str, AccountSummary] = {}
         self.checking: set[str] = set()
+        self.statuses_read = False
+        self._shown: dict[str, Text] = {}
 
     def compose(self) -> ComposeResult:
         yield Static("", id="users-summary", markup=False)
         yield UserTable(id="users-table")
+        yield Input(placeholder="search accounts and destinations", id="users-search")
         yield Static("", id="users-detail", markup=False)
         yield Static("", id="users-problems", classes="field-error", markup=False)
 
@@ -97,44 +111,64 @@ class UserListPane(Vertical):
     def table(self) -> UserTable:
         return self.query_one(UserTable)
 
+    @property
+    def search_input(self) -> Input:
+        return self.query_one("#users-search", Input)
+
+    def on_mount(self) -> None:
+        self.search_input.display = False
+
     # ------------------------------------------------------------------------------------------
     # Contents.
 
     def load(self, users: list[model.User], task_name: str) -> None:
-        self.users = [model.User(u.source, u.destination, u.password, u.destination_password) for u in users]
+        """Show ``users``, which the pane owns from now on (the editor copies them for each save)."""
+        self.users = list(users)
         self.verdicts.clear()
+        self.statuses, self.statuses_read = {}, False
+        self.rebuild()  # the Migration column says "reading…" until the state is read
         self.reload_statuses(task_name)
 
     def reload_statuses(self, task_name: str) -> None:
-        try:
-            self.statuses = load_statuses(task_name)
-        except Exception as exc:  # noqa: BLE001 - a broken state DB must not stop editing
-            self.statuses = {}
-            self.notify(f"Cannot read the migration state: {exc}", severity="warning", markup=False)
-        self.rebuild()
+        """Read the migration state again, in a thread (a large state database takes seconds)."""
+        self._read_statuses(task_name)
+
+    @work(thread=True, exclusive=True, group=STATUS_GROUP, exit_on_error=False, description="read the migration state")
+    def _read_statuses(self, task_name: str) -> dict[str, AccountSummary]:
+        return load_statuses(task_name)
+
+    def _statuses_read(self, statuses: dict[str, AccountSummary]) -> None:
+        self.statuses, self.statuses_read = statuses, True
+        self.table.set_statuses(statuses)
+        self._update_summary()
+        self._update_detail()
 
     def state(self) -> tuple[tuple[str, str, str, str], ...]:
         """What is saved of the list, for unsaved-change detection."""
         return tuple((u.source, u.password, u.destination, u.destination_password) for u in self.users)
 
     def rebuild(self) -> None:
-        self.table.show(self.users, self.verdicts, self.statuses)
-        for key in self.checking:
-            self.table.set_verdict(key, None, checking=True)
+        self.table.show(self.users, self.verdicts, self.statuses if self.statuses_read else None, self.checking)
         self._update_summary()
         self._update_detail()
         self.refresh_bindings()
 
     def _update_summary(self) -> None:
-        marked = len(self.table.marked)
-        if self.users:
-            text = f"{len(self.users)} account(s)" + (f", {marked} marked" if marked else "") + "."
+        table = self.table
+        marked = len(table.marked)
+        if table.filtered:
+            why = [f"matching {table.search!r}"] if table.search else []
+            why += [f"status {table.status_filter}"] if table.status_filter != "all" else []
+            text = f"{table.row_count:,} of {table.total:,} account(s) shown ({', '.join(why)})"
+            text += (f", {marked:,} marked" if marked else "") + "."
+        elif self.users:
+            text = f"{len(self.users):,} account(s)" + (f", {marked:,} marked" if marked else "") + "."
         else:
             text = (
                 "No accounts yet: press a to add one, or i to import a CSV file "
                 "(source account, password, destination account)."
             )
-        self.query_one("#users-summary", Static).update(Text(text))
+        self._set_text("#users-summary", Text(text))
 
     def _update_detail(self) -> None:
         key = self.table.cursor_key()
@@ -146,7 +180,13 @@ class UserListPane(Vertical):
                 detail.append(text, style="green" if verdict.ok else "red")
             if summary is not None and summary.last_error:
                 detail.append(("\n" if detail else "") + f"last migration error: {escape_controls(summary.last_error)}")
-        self.query_one("#users-detail", Static).update(detail)
+        self._set_text("#users-detail", detail)
+
+    def _set_text(self, selector: str, text: Text) -> None:
+        """Update a line only when it changes: each update lays the pane out again (a cost per key)."""
+        if self._shown.get(selector) != text:
+            self._shown[selector] = text
+            self.query_one(selector, Static).update(text)
 
     def show_problems(self, problems: list[model.Problem]) -> int | None:
         """Show the model's messages about accounts; returns the first account's index, if any."""
@@ -166,17 +206,69 @@ class UserListPane(Vertical):
         return first
 
     def focus_row(self, index: int) -> None:
-        self.table.focus()
-        self.table.move_cursor(row=index)
+        """Put the cursor on account ``index`` of the list (clearing the search and filter that hide it)."""
+        table = self.table
+        key = model.account_key(self.users[index].source) if index < len(self.users) else None
+        if key is not None and not table.has_row(key):
+            self._set_search("")
+            table.set_status_filter("all")
+            self._update_summary()
+        table.focus()
+        table.move_cursor(row=table.row_keys().index(key) if key is not None else index)
 
-    @on(DataTable.RowHighlighted)
+    @on(VirtualTable.RowHighlighted, "#users-table")
     def _row_highlighted(self) -> None:
         self._update_detail()
+
+    @on(VirtualTable.RowSelected, "#users-table")
+    def _row_selected(self) -> None:
+        self.action_edit_user()
+
+    # ------------------------------------------------------------------------------------------
+    # Search and status filter: over the plain list, in the table.
+
+    def action_search(self) -> None:
+        box = self.search_input
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#users-search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        self.table.set_search(event.value)
+        self._update_summary()
+        self._update_detail()
+
+    @on(Input.Submitted, "#users-search")
+    def _search_kept(self) -> None:
+        self.search_input.display = bool(self.table.search.strip())
+        self.table.focus()
+
+    def action_clear_search(self) -> None:
+        self._set_search("")
+        self._update_summary()
+        self._update_detail()
+        self.table.focus()
+
+    def _set_search(self, text: str) -> None:
+        box = self.search_input
+        with box.prevent(Input.Changed):
+            box.value = text
+        box.display = bool(text)
+        self.table.set_search(text)
+
+    def action_cycle_status(self) -> None:
+        table = self.table
+        table.set_status_filter(STATUS_FILTERS[(STATUS_FILTERS.index(table.status_filter) + 1) % len(STATUS_FILTERS)])
+        self._update_summary()
+        self._update_detail()
+        self.notify(f"Showing {table.status_filter} accounts: {table.row_count:,} of {table.total:,}.", timeout=2)
 
     # ------------------------------------------------------------------------------------------
     # Actions.
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_search":
+            return self.app.focused is self.search_input  # elsewhere escape leaves the editor
         if action in ("verify_all", "verify_selected") and self.verifying:
             return None
         if not self.users and action in (
@@ -315,10 +407,11 @@ class UserListPane(Vertical):
             return
         users = [dataclasses.replace(u) for u in users]
         task.users = users
-        self.checking = {model.account_key(u.source) for u in users}
+        self.checking.clear()
+        self.checking.update(model.account_key(u.source) for u in users)
         for key in self.checking:
             self.verdicts.pop(key, None)
-            self.table.set_verdict(key, None, checking=True)
+            self.table.refresh_key(key)
         self.verifying = True
         self._run_verify(task, settings, users)
 
@@ -333,9 +426,9 @@ class UserListPane(Vertical):
     def on_verify_result(self, message: VerifyResult) -> None:
         key = model.account_key(message.verdict.account)
         self.checking.discard(key)
-        if any(model.account_key(u.source) == key for u in self.users):
+        if self.table.has_account(key):
             self.verdicts[key] = message.verdict
-            self.table.set_verdict(key, message.verdict)
+            self.table.refresh_key(key)
             self._update_detail()
 
     def on_verify_finished(self, message: VerifyFinished) -> None:
@@ -347,14 +440,22 @@ class UserListPane(Vertical):
         )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == STATUS_GROUP:
+            if event.state == WorkerState.SUCCESS:
+                self._statuses_read(event.worker.result)
+            elif event.state == WorkerState.ERROR:  # a broken state DB must not stop editing
+                self._statuses_read({})
+                self.notify(f"Cannot read the migration state: {event.worker.error}", severity="warning", markup=False)
+            return
         if event.worker.group != VERIFY_GROUP:
             return
         if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
             self.verifying = False
         if event.state == WorkerState.ERROR:
-            for key in self.checking:
-                self.table.set_verdict(key, None)
+            keys = list(self.checking)
             self.checking.clear()
+            for key in keys:
+                self.table.refresh_key(key)
             self.notify(f"Verification stopped: {event.worker.error}", severity="error", markup=False)
 
     def action_export(self) -> None:

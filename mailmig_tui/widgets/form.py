@@ -84,7 +84,7 @@ def field(label: str, widget: Widget, *, hint: str = "", path: str | None = None
     return FormField(label, widget, path=path, hint=hint)
 
 
-EDITING = "Input, Select, Switch, Checkbox, TextArea, DataTable, Button"
+EDITING = "Input, Select, Switch, Checkbox, TextArea, DataTable, VirtualTable, Button"
 
 
 def focus_target(widget: Widget | None) -> Widget | None:

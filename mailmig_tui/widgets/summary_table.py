@@ -1,27 +1,35 @@
-"""The per-account summary of a task: one row per account of the user list, updated cell by cell."""
+"""The per-account summary of a task: one row per account of the user list, drawn only when on screen.
+
+A row's figures come from the owner (``row_of(key)``), asked only for the rows being drawn: 100,000
+accounts cost nothing until they are scrolled to, and a refresh during a run redraws only the rows on
+screen whose figures changed.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from rich.cells import cell_len
 from rich.text import Text
-from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
+from textual import events
 
 from mailmig_tui.engine.account import SKIP_VANISHED
 from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
 from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.runs import duration_text, size_text
+from mailmig_tui.widgets.virtual_table import CELL_PADDING, VirtualTable
 
 STATE_WIDTH = 22
 SKIPPED_WIDTH = 18
 ERROR_WIDTH = 40
+ACCOUNT_WIDTH_MAX = 60
 
-# (key, label, width): every live column has a fixed width, so updating a cell never re-measures the table.
+# (key, label, width): every live column has a fixed width, so updating a cell never re-measures the table;
+# the account column is as wide as the longest account (up to ACCOUNT_WIDTH_MAX).
 COLUMNS = (
-    ("account", "Account", 24),
+    ("account", "Account", 0),
     ("state", "State", STATE_WIDTH),
     ("folders", "Folders", 7),
     ("copied", "Copied", 7),
@@ -101,63 +109,60 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-class SummaryTable(DataTable):
-    """Rows keyed by account key, in user-list order; :meth:`show` touches only the cells that changed."""
+class SummaryTable(VirtualTable):
+    """Rows keyed by account key, in user-list order; :meth:`show` redraws the rows whose figures changed."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row")
-        self._shown: dict[str, dict[str, str]] = {}
+        super().__init__(COLUMNS, self._cells, id=id)
+        self._row_of: Callable[[str], AccountRow] = AccountRow
+        self._drawn: dict[str, AccountRow] = {}
+        self._account_width = 0
 
-    def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
-
-    def on_resize(self) -> None:
+    def set_accounts(self, accounts: Sequence[tuple[str, str]], row_of: Callable[[str], AccountRow]) -> None:
+        """(Re)build the rows: ``(key, account)`` pairs in display order; ``row_of(key)`` gives a row's figures."""
+        self._row_of = row_of
+        self._drawn.clear()
+        widest = max((cell_len(escape_controls(account)) for _, account in accounts), default=0)
+        self._account_width = min(widest, ACCOUNT_WIDTH_MAX)
+        self.set_keys([key for key, _ in accounts])
         self.fit(self.scrollable_content_region.width)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit(self.scrollable_content_region.width)
+        super().on_resize(event)
 
     def fit(self, width: int) -> None:
         """Column widths for ``width`` cells: the wide ones when they fit, else the narrow ones (every column shown)."""
-        pad = 2 * self.cell_padding * len(COLUMNS)
+        if width <= 0:
+            return  # not laid out yet: the first resize fits
+        pad = 2 * CELL_PADDING * len(COLUMNS)
         wide = {key: (label, w) for key, label, w in COLUMNS}
+        wide["account"] = ("Account", max(self._account_width, len("Account")))
         if sum(w for _, w in wide.values()) + pad <= width:
             chosen = wide
         else:
             free = max(MIN_ACCOUNT + MIN_ERROR, width - pad - sum(w for _, w in NARROW.values()))
             account = max(MIN_ACCOUNT, min(wide["account"][1], free // 2))
             chosen = {"account": ("Account", account), **NARROW, "error": ("Error", free - account)}
-        changed = False
         for key, (label, w) in chosen.items():
-            column = self.columns[ColumnKey(key)]
-            if column.width != w or column.label.plain != label:
-                column.width, column.label, changed = w, Text(label), True
-        if changed:
-            self._require_update_dimensions = True
-            self.refresh()
+            self.set_column(key, label, w)
 
-    def set_accounts(self, rows: Iterable[tuple[str, AccountRow]]) -> None:
-        """(Re)build the rows: ``(key, row)`` pairs in display order."""
-        self.clear()
-        self._shown.clear()
-        for key, row in rows:
-            cells = row.cells()
-            self.add_row(*(cells[c] for c, _, _ in COLUMNS), key=key)
-            self._shown[key] = {c: _signature(t) for c, t in cells.items()}
-
-    def show(self, rows: Mapping[str, AccountRow]) -> int:
-        """Update the rows given (by key); returns how many cells changed."""
+    def show(self, keys: Iterable[str] | None = None) -> int:
+        """Redraw the rows of ``keys`` (of every account when None) that are on screen and changed since drawn;
+        returns how many were redrawn."""
+        on_screen = self.visible_keys()
+        shown = set(on_screen)
+        wanted = on_screen if keys is None else [k for k in keys if k in shown]
+        self._drawn = {k: self._drawn[k] for k in on_screen if k in self._drawn}
         changed = 0
-        for key, row in rows.items():
-            shown = self._shown.get(key)
-            if shown is None:
-                continue
-            for column, text in row.cells().items():
-                sig = _signature(text)
-                if shown.get(column) != sig:
-                    self.update_cell(key, column, text)
-                    shown[column] = sig
-                    changed += 1
+        for key in wanted:
+            if self._drawn.get(key) != self._row_of(key):
+                self.refresh_key(key)
+                changed += 1
         return changed
 
-
-def _signature(text: Text) -> str:
-    return f"{text.plain}\x00{text.style}"
+    def _cells(self, key: str) -> tuple[Text, ...]:
+        row = self._row_of(key)
+        self._drawn[key] = row
+        cells = row.cells()
+        return tuple(cells[c] for c in self.columns)

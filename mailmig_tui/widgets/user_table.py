@@ -1,28 +1,43 @@
-"""The user-list table: one row per account, keyed by ``model.account_key``; cells are plain Text."""
+"""The user-list table: one row per account, keyed by ``model.account_key``; cells are plain Text.
+
+It draws only the rows on screen (:class:`~mailmig_tui.widgets.virtual_table.VirtualTable`), from
+the owner's list and mappings, kept by reference: after changing a verdict, call
+:meth:`UserTable.refresh_key`. A search (account or destination, any case) and a migration-status
+filter pick the rows shown, over the plain list, never over widgets.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Mapping
 
+from rich.cells import cell_len
 from rich.text import Text
-from textual.widgets import DataTable
 
 from mailmig_tui.engine import model
 from mailmig_tui.engine.state import AccountSummary
 from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.engine.verify import Verdict
+from mailmig_tui.widgets.virtual_table import VirtualTable
 
-COLUMNS = (
-    ("mark", "✓", None),
-    ("source", "Source", None),
-    ("password", "Password", None),
-    ("destination", "Destination", None),
-    ("verify", "Verify", 24),
-    ("status", "Migration", None),
-)
-"""Key, label and fixed width; a long verdict is cut in the table and shown whole under it."""
 MARK = "●"
 HIDDEN_PASSWORD = "•••"
+NOT_STARTED = "not started"
+READING = "reading…"
+AUTO_WIDTH_MAX = 60
+COLUMNS = (
+    ("mark", "✓", 1),
+    ("source", "Source", 0),
+    ("password", "Password", 0),
+    ("destination", "Destination", 0),
+    ("verify", "Verify", 24),
+    ("status", "Migration", len(NOT_STARTED)),
+)
+"""Key, label and width; 0: as wide as the widest value (up to AUTO_WIDTH_MAX). A long verdict is cut
+in the table and shown whole under it."""
+
+STATUS_FILTERS = ("all", "failed", "partial", NOT_STARTED, "running", "complete")
+"""What the status filter cycles through: the words the Migration column (and Task info) shows."""
+STATUS_STYLES = {"complete": "green", "partial": "yellow", "failed": "red", "running": "bold"}
 
 
 def verdict_cell(verdict: Verdict | None, *, checking: bool = False) -> Text:
@@ -35,77 +50,128 @@ def verdict_cell(verdict: Verdict | None, *, checking: bool = False) -> Text:
     return Text("FAILED: " + escape_controls(verdict.text()), style="red")
 
 
-def status_cell(summary: AccountSummary | None) -> Text:
+def status_words(summary: AccountSummary | None) -> str:
     if summary is None:
-        return Text("not started", style="dim")
+        return NOT_STARTED
     text = summary.status
     if summary.copied:
         text += f", {summary.copied} copied"
     if summary.failed:
         text += f", {summary.failed} failed"
-    style = {"complete": "green", "partial": "yellow", "failed": "red", "running": "bold"}.get(summary.status, "")
-    return Text(text, style=style)
+    return text
 
 
-class UserTable(DataTable[Text]):
-    """Accounts with a selection mark per row (``toggle_mark``) and cells updated in place."""
+def status_cell(summary: AccountSummary | None) -> Text:
+    if summary is None:
+        return Text(NOT_STARTED, style="dim")
+    return Text(escape_controls(status_words(summary)), style=STATUS_STYLES.get(summary.status, ""))
+
+
+def status_group(summary: AccountSummary | None) -> str:
+    """The status filter an account falls under: a pending account (bound, never run) is not started."""
+    if summary is None or summary.status == "pending":
+        return NOT_STARTED
+    return summary.status
+
+
+def _width(values: list[str]) -> int:
+    """The widest of ``values`` as shown (escaped), in cells; plain ASCII (the usual case) is measured by len."""
+    joined = "".join(values)
+    if joined.isascii() and escape_controls(joined) == joined:
+        return min(AUTO_WIDTH_MAX, max(map(len, values), default=0))
+    return min(AUTO_WIDTH_MAX, max((cell_len(escape_controls(v)) for v in values), default=0))
+
+
+class UserTable(VirtualTable):
+    """Accounts with a selection mark per row (``toggle_mark``), a search and a status filter."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(COLUMNS, self._cells, zebra_stripes=True, id=id)
         self.marked: set[str] = set()
+        self.search = ""
+        self.status_filter = "all"
+        self._order: list[str] = []
+        self._users: dict[str, model.User] = {}
+        self._haystacks: list[str] = []
+        self._verdicts: Mapping[str, Verdict] = {}
+        self._statuses: Mapping[str, AccountSummary] | None = None
+        self._checking: Collection[str] = ()
 
-    def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+    @property
+    def total(self) -> int:
+        """How many accounts the list holds, shown or not."""
+        return len(self._order)
+
+    def has_account(self, key: str) -> bool:
+        """Whether the list holds the account (shown or hidden by the search or filter)."""
+        return key in self._users
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.search) or self.status_filter != "all"
 
     def show(
         self,
-        users: Iterable[model.User],
+        users: list[model.User],
         verdicts: Mapping[str, Verdict],
-        statuses: Mapping[str, AccountSummary],
+        statuses: Mapping[str, AccountSummary] | None,
+        checking: Collection[str] = (),
     ) -> None:
-        """Rebuild every row (cheaper than removing rows one by one), keeping the cursor's place."""
-        row = self.cursor_row
-        self.clear()
-        rows = []
-        keys = []
-        for u in users:
-            key = model.account_key(u.source)
-            keys.append(key)
-            rows.append(
-                (
-                    Text(MARK if key in self.marked else ""),
-                    Text(escape_controls(u.source)),
-                    Text(HIDDEN_PASSWORD if u.password else ""),
-                    Text(escape_controls(u.destination)),
-                    verdict_cell(verdicts.get(key)),
-                    status_cell(statuses.get(key)),
-                )
-            )
-        self.marked &= set(keys)
-        for key, cells in zip(keys, rows, strict=True):
-            self.add_row(*cells, key=key)
-        if self.row_count:
-            self.move_cursor(row=min(row, self.row_count - 1))
+        """Take the list (and the mappings, by reference) and show the rows the search and filter keep;
+        ``statuses`` None: not read yet."""
+        self._users = {model.account_key(u.source): u for u in users}
+        self._order = list(self._users)
+        self._haystacks = [f"{u.source}\n{u.destination}".casefold() for u in self._users.values()]
+        self._verdicts, self._checking = verdicts, checking
+        self.marked &= self._users.keys()
+        self.set_width("source", _width([u.source for u in users]))
+        self.set_width("destination", _width([u.destination for u in users]))
+        self.set_width("password", len(HIDDEN_PASSWORD))
+        self.set_statuses(statuses)
 
-    def cursor_key(self) -> str | None:
-        if not self.row_count:
-            return None
-        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+    def set_statuses(self, statuses: Mapping[str, AccountSummary] | None) -> None:
+        """The migration state of the accounts (None: not read yet)."""
+        self._statuses = statuses
+        # "not started" for the accounts the state does not know yet ("reading…" is shorter)
+        widest = max((cell_len(status_words(s)) for s in (statuses or {}).values()), default=0)
+        self.set_width("status", max(widest, cell_len(NOT_STARTED)))
+        self._apply()
+
+    def set_search(self, text: str) -> None:
+        self.search = text
+        self._apply()
+
+    def set_status_filter(self, status: str) -> None:
+        self.status_filter = status
+        self._apply()
+
+    def _apply(self) -> None:
+        keys = self._order
+        needle = self.search.strip().casefold()
+        if needle:
+            keys = [k for k, hay in zip(keys, self._haystacks, strict=True) if needle in hay]
+        if self.status_filter != "all":
+            statuses, wanted = self._statuses or {}, self.status_filter
+            keys = [k for k in keys if status_group(statuses.get(k)) == wanted]
+        self.set_keys(keys)
+
+    def _cells(self, key: str) -> tuple[Text, ...]:
+        u = self._users[key]
+        return (
+            Text(MARK if key in self.marked else ""),
+            Text(escape_controls(u.source)),
+            Text(HIDDEN_PASSWORD if u.password else ""),
+            Text(escape_controls(u.destination)),
+            verdict_cell(self._verdicts.get(key), checking=key in self._checking),
+            status_cell(self._statuses.get(key)) if self._statuses is not None else Text(READING, style="dim"),
+        )
 
     def toggle_mark(self) -> None:
         key = self.cursor_key()
         if key is None:
             return
         self.marked ^= {key}
-        self.update_cell(key, "mark", Text(MARK if key in self.marked else ""))
-
-    def has_row(self, key: str) -> bool:
-        return key in self.rows
-
-    def set_verdict(self, key: str, verdict: Verdict | None, *, checking: bool = False) -> None:
-        if self.has_row(key):
-            self.update_cell(key, "verify", verdict_cell(verdict, checking=checking))
+        self.refresh_key(key)
 
     def cell_text(self, key: str, column: str) -> str:
         return str(self.get_cell(key, column))

@@ -463,6 +463,30 @@ def test_several_bad_values_each_with_its_line(p):
     assert "  - filters.skip_trash (line 9): expected true or false, not 1" in text
 
 
+def test_every_problem_of_a_file_reported_at_once_in_file_order(p):
+    text = (
+        GOOD.replace("port = 993", 'port = "993"\nsecurity = 1')
+        .replace("skip_before = 2015-01-01", 'skip_before = "2015"\n\n[filters.mailboxes]\npolcy = "skip"')
+        .replace('source = "bob"', 'source = "bob"\npassword = "secret"')
+        + '\n[schedule]\ndays = "mon"\n'
+    )
+    write(p.task_file("acme"), text)
+    with pytest.raises(ConfigError) as info:
+        store.load_task("acme")
+    assert info.value.line is None
+    assert str(info.value).splitlines() == [
+        f"{p.task_file('acme')}:",
+        "  - source.port (line 6): expected a whole number, not '993'",
+        "  - source.security (line 7): expected a string, not 1",
+        "  - filters.skip_before (line 10): '2015' is not a date; write it as YYYY-MM-DD, e.g. 2015-01-31",
+        '  - filters.mailboxes.polcy (line 13): unknown key; did you mean "policy"?',
+        "  - users[1].password (line 21): passwords and secrets do not belong in this file: "
+        "put it in config/secrets/ (mode 0600)",
+        "  - schedule.days (line 25): this is a list in square brackets, not 'mon'",
+    ]
+    assert "secret" not in str(info.value).replace("secrets", "")
+
+
 def test_not_utf8_task_file(p):
     path = p.task_file("acme")
     path.parent.mkdir(parents=True)
@@ -727,6 +751,23 @@ def test_a_broken_users_csv_line_is_named_with_the_fix(p):
     with pytest.raises(ConfigError, match="not UTF-8") as info:
         store.load_task("t")
     assert info.value.line == 2
+
+
+def test_line_numbers_stay_right_after_blank_lines_and_a_value_over_two_lines(p):
+    store.save_task(Task(name="t", users=[User("alice", "alice")]))
+    path = p.task_users_file("t")
+    write(path, "source,destination\n\n , \nalice,alice\n")
+    assert [(u.source, u.destination) for u in store.load_task("t").users] == [("alice", "alice")]
+    write(path, 'source,destination\n"al\nice",alice\n\nbob\n')  # the quoted value spans lines 2-3
+    with pytest.raises(ConfigError) as info:
+        store.load_task("t")
+    assert info.value.line == 5 and "1 field(s)" in str(info.value)
+    secrets = p.task_user_secrets_file("t")
+    secrets.write_text('source,password,destination_password\n"pw\nx",a,b\n\nalice,pw,x,y\n')
+    write(path, "alice,alice\n")
+    with pytest.raises(ConfigError) as info:
+        store.load_task("t")
+    assert info.value.line == 5 and "4 field(s)" in str(info.value)
 
 
 def test_a_broken_user_secrets_csv_never_shows_a_password(p):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 
@@ -401,16 +402,18 @@ def test_reimport_updates_instead_of_duplicating():
     assert len(task.users) == 3
 
 
-def test_import_updates_existing_accounts_in_place_and_appends_new_ones_in_order():
+def test_import_updates_existing_accounts_in_their_place_and_appends_new_ones_in_order():
     existing = [User(f"User{i}@Acme.example", f"user{i}", password=f"old{i}") for i in range(50)]
+    before = [dataclasses.replace(u) for u in existing]
     task = task_with(*existing)
     lines = [f"user{i}@acme.EXAMPLE,new{i},dest{i}" for i in range(49, -1, -2)]  # odd ones, backwards
     lines += [f"new{i}@acme.example,n{i},new{i}" for i in range(5)]
     lines.insert(3, "newer@acme.example,n,newer")
     parsed = userlist.parse("\n".join(lines) + "\n", IMAP)
     assert userlist.apply(task, parsed) == ImportSummary(added=6, updated=25, rejected=0)
-    assert task.users[:50] == existing  # the same objects, in the same order
-    assert all(a is b for a, b in zip(task.users, existing, strict=False))
+    # an updated account is a new object in the same place: the objects others hold do not change
+    assert existing == before
+    assert [a is b for a, b in zip(task.users, existing, strict=False)] == [i % 2 == 0 for i in range(50)]
     for i in range(50):
         u = task.users[i]
         if i % 2:

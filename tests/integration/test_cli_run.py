@@ -196,9 +196,18 @@ def test_dry_run_prints_the_plan_and_writes_nothing(pair: Pair, mailmig_home: Pa
         f"Work → Work: copy 1 ({len(message(4))} B), skip: none",
     ]
     assert re.search(
-        r"^alice → alice: complete; 2 folder\(s\), 3 would copy, skipped: 1 received before", proc.stdout, re.M
+        r"^alice → alice: planned; 2 folder\(s\), 3 would copy, skipped: 1 received before", proc.stdout, re.M
     )
+    assert "complete" not in proc.stdout + proc.stderr, "a dry run copies nothing: it says what it would copy"
     assert tree(mailmig_home) == home_before, "a dry run writes no state, no log, no lock"
+    report = cli(mailmig_home, "report", name)
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.splitlines()[:2] == [
+        f"Task {name}: last run never",
+        "  alice → alice: not started; 0 folder(s), 0 copied, skipped: none, 0 failed, 0 B, last run 0.0 s",
+    ]
+    reported = json_out(cli(mailmig_home, "report", name, "--json"))
+    assert (reported["last_run"], reported["accounts"][0]["status"]) == (None, "not started")
     assert contents(pair.dst, "alice") == dst_before
     assert contents(pair.src, "alice") == src_before
 
@@ -220,7 +229,11 @@ def test_dry_run_prints_the_plan_and_writes_nothing(pair: Pair, mailmig_home: Pa
     as_json = cli(mailmig_home, "run", name, "--dry-run", "--json")
 
     assert as_json.returncode == 0, as_json.stderr
-    assert [(r["account"], r["status"], r["copied"]) for r in json_out(as_json)] == [("alice", "complete", 0)]
+    planned = json_out(as_json)
+    assert [(r["account"], r["status"], r["copied"], r["would_copy"]) for r in planned] == [("alice", "planned", 0, 1)]
+    assert planned[0]["would_copy_bytes"] == len(message(6))
+    assert planned[0]["skipped_folders"] == {"trash": 1}
+    assert "complete" not in as_json.stdout + as_json.stderr
     assert plan_lines(as_json.stderr) == plan_lines(again.stdout)
     assert tree(mailmig_home) == home_before, "a dry run after a real run leaves the state and log untouched"
     assert contents(pair.dst, "alice") == dst_before
@@ -261,7 +274,7 @@ def test_report_after_a_run_with_failures(dovecot_factory: DovecotFactory, mailm
         "status": "complete",
         "folders": 2,
         "copied": 2,
-        "skipped": {SKIP_TOO_OLD: 1},
+        "skipped": {"too_old": 1},
         "skipped_folders": {},
         "failed_folders": {},
         "failed": 1,
@@ -277,14 +290,20 @@ def test_report_after_a_run_with_failures(dovecot_factory: DovecotFactory, mailm
     assert report.returncode == 0, report.stderr
     data = json_out(report)
     assert data["task"] == TASK and data["last_run"]["status"] == "partial"
+    iso = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d")
+    started, finished = data["last_run"]["started"], data["last_run"]["finished"]
+    assert iso.fullmatch(started) and iso.fullmatch(finished), data["last_run"]
+    assert dt.datetime.fromisoformat(started) <= dt.datetime.fromisoformat(finished)
     alice, bob = data["accounts"]
+    for account in (alice, bob):
+        assert iso.fullmatch(account.pop("last_started")) and iso.fullmatch(account.pop("last_finished")), account
     assert alice == {
         "account": "alice",
         "destination": "alice",
         "status": "complete",
         "folders": 2,
         "copied": 2,
-        "skipped": {SKIP_TOO_OLD: 1},
+        "skipped": {"too_old": 1},
         "failed": 1,
         "bytes": len(message(2)) + len(message(3)),
         "duration": run["alice"]["duration"],
@@ -293,6 +312,7 @@ def test_report_after_a_run_with_failures(dovecot_factory: DovecotFactory, mailm
             {
                 "folder": "INBOX",
                 "id": "3",
+                "code": "too_large",
                 "reason": f"{len(big)} bytes is over the destination's APPENDLIMIT of 50000 bytes",
             }
         ],
@@ -518,6 +538,47 @@ def test_signal_stops_the_run_with_130_and_a_rerun_completes(pair: Pair, mailmig
     (result,) = json_out(again)
     assert (result["status"], result["copied"], result["failed"]) == ("complete", total - stopped_at, 0)
     assert contents(pair.dst, "alice")["Bulk"] == contents(pair.src, "alice")["Bulk"]
+
+
+@pytest.mark.slow
+def test_a_run_whose_output_reader_goes_away_stops_cleanly_with_141(pair: Pair, mailmig_home: Path) -> None:
+    """``mailmig-tui run T | head -1``: no traceback; the run stops after its batch, a rerun completes."""
+    total = 3000
+    _seed_bulk(pair.src, "alice", total)
+    save_task(pair, ("alice",))
+    env = {**os.environ, "MAILMIG_HOME": str(mailmig_home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailmig_tui", "run", TASK],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        assert proc.stdout.readline().startswith("INFO    run started")
+        deadline = time.monotonic() + 60
+        copied = 0
+        while copied == 0:  # close the pipe while the account is being copied
+            assert proc.poll() is None, f"the run ended before its reader went away: {proc.communicate()}"
+            assert time.monotonic() < deadline, "no batch was recorded within 60 s"
+            time.sleep(0.02)
+            try:
+                copied = state_rows(mailmig_home, "SELECT COUNT(*) FROM messages WHERE status = 'copied'")[0][0]
+            except sqlite3.OperationalError:
+                continue
+        proc.stdout.close()
+        proc.wait(timeout=60)
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    assert proc.returncode == 141, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert "the output's reader went away: stopping after the current batch" in err
+    assert state_rows(mailmig_home, "SELECT status FROM runs")[0][0] in ("stopped", "completed")
+    again = cli(mailmig_home, "run", TASK, "--json")
+    assert again.returncode == 0, again.stderr
+    assert contents(pair.dst, "alice")["Bulk"] == contents(pair.src, "alice")["Bulk"], "nothing lost, nothing twice"
 
 
 # --------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def text_of(screen: TaskEditorScreen | SignInModal, selector: str) -> str:
 
 
 def rows(table: UserTable) -> dict[str, list[str]]:
-    return {str(key.value): [str(c) for c in table.get_row(key)] for key in table.rows}
+    return {key: [str(c) for c in table.get_row(key)] for key in table.row_keys()}
 
 
 async def verify_all(pilot, pane: UserListPane) -> None:

@@ -94,7 +94,7 @@ async def test_start_from_the_list_and_watch_the_info_screen(pair: Pair, monkeyp
     pair.settings()
     rebuilt: list[int] = []
     original = SummaryTable.set_accounts
-    monkeypatch.setattr(SummaryTable, "set_accounts", lambda self, rows: (rebuilt.append(1), original(self, rows)))
+    monkeypatch.setattr(SummaryTable, "set_accounts", lambda self, *args: (rebuilt.append(1), original(self, *args)))
     one_by_one: list[str] = []
     monkeypatch.setattr(Log, "write_line", lambda self, line, scroll_end=None: one_by_one.append(line))
 

@@ -81,6 +81,25 @@ async def test_a_task_saved_outside_the_app_appears_by_itself(mailmig_home):
         await wait_for(pilot, lambda: table_of(app).row_count == 1, timeout=5, what="the poll to notice the file")
 
 
+async def test_a_user_list_edited_outside_the_app_is_read_again_and_a_return_reads_nothing(mailmig_home, monkeypatch):
+    store.save_task(acme())
+    loads: list[str] = []
+    real_load = store.load_task
+    monkeypatch.setattr(store, "load_task", lambda name, *a, **k: loads.append(name) or real_load(name, *a, **k))
+    app = MailmigApp()
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: column(table_of(app), "acme", "accounts").endswith("/2"))
+        assert loads == ["acme"]  # once at start, not again when the screen is first shown
+        app.push_screen(SettingsScreen())
+        await pilot.pause()
+        app.pop_screen()
+        await pilot.pause()
+        assert loads == ["acme"]  # back from another screen with no file changed: nothing read again
+        path = store.paths().task_users_file("acme")
+        path.write_text(path.read_text() + "carol,carol\n")  # as an admin's editor would
+        await wait_for(pilot, lambda: column(table_of(app), "acme", "accounts").endswith("/3"), timeout=5)
+
+
 async def test_no_tasks_shows_the_empty_hint(mailmig_home):
     app = MailmigApp()
     async with app.run_test() as pilot:
@@ -112,9 +131,12 @@ async def test_unknown_source_type_is_shown_as_written(mailmig_home):
 class FakeEditor(Screen[None]):
     opened: list[str | None] = []
 
-    def __init__(self, task_name: str | None) -> None:
+    loaded: list[Task | None] = []
+
+    def __init__(self, task_name: str | None, *, loaded: Task | None = None) -> None:
         super().__init__()
         FakeEditor.opened.append(task_name)
+        FakeEditor.loaded.append(loaded)
 
 
 @pytest.fixture
@@ -122,7 +144,7 @@ def fake_editor(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
     module = types.ModuleType("mailmig_tui.screens.editor")
     module.TaskEditorScreen = FakeEditor  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "mailmig_tui.screens.editor", module)
-    FakeEditor.opened = []
+    FakeEditor.opened, FakeEditor.loaded = [], []
     return FakeEditor.opened
 
 
@@ -137,9 +159,16 @@ async def test_new_edit_and_enter_open_the_editor(mailmig_home, fake_editor):
         await pilot.press("e")
         await wait_for(pilot, lambda: len(fake_editor) == 2)
         app.pop_screen()
+        path = store.paths().task_users_file("acme")
+        path.write_text(path.read_text() + "carol,carol\n")  # changed since the list read it
         await pilot.press("enter")
         await wait_for(pilot, lambda: len(fake_editor) == 3)
         assert fake_editor == [None, "acme", "acme"]
+        # the task as the list read it when its files are unchanged (not read again), never a stale one
+        first, second = FakeEditor.loaded[1:]
+        assert first is not None and [u.source for u in first.users] == ["alice", "bob"]
+        assert first.users[0].password == "a-secret"
+        assert second is None or [u.source for u in second.users] == ["alice", "bob", "carol"]
 
 
 async def test_without_the_editor_module_new_says_so(mailmig_home, monkeypatch):

@@ -14,6 +14,7 @@ from mailmig_tui.screens.modals import ConfirmModal
 from mailmig_tui.screens.users import UserListPane, VerifyFinished, VerifyResult
 from mailmig_tui.widgets.user_table import UserTable
 from tests.integration.conftest import Pair
+from tests.tui.helpers import wait_for
 from tests.tui.test_editor import SIZE, EditorApp, start, type_text
 
 BAD_CSV = (
@@ -33,7 +34,7 @@ def save(users: list[model.User], **source: object) -> model.Task:
 
 
 def rows(table: UserTable) -> dict[str, list[str]]:
-    return {str(key.value): [str(c) for c in table.get_row(key)] for key in table.rows}
+    return {key: [str(c) for c in table.get_row(key)] for key in table.row_keys()}
 
 
 def verify_messages(messages: list[Message]) -> list[Message]:
@@ -48,6 +49,7 @@ async def open_users(pilot) -> tuple[TaskEditorScreen, UserListPane, UserTable]:
     await pilot.pause()
     pane = screen.query_one(UserListPane)
     assert pilot.app.focused is pane.table
+    await wait_for(pilot, lambda: pane.statuses_read, what="the migration state to be read")
     return screen, pane, pane.table
 
 
