@@ -93,6 +93,7 @@ async def look_at_focus(pilot: Pilot) -> Widget:
     assert isinstance(widget, CONTROLS) or is_view, f"{name} is not a control (a bare container?)"
     if isinstance(widget, ReadingPane):
         assert widget.max_scroll_y > 0 or widget.max_scroll_x > 0, f"{name} stops Tab with nothing to scroll"
+    await pilot.wait_for_scheduled_animations()  # focus scrolls the widget into view, animated
     assert widget.display and widget.visible, f"{name} is hidden"
     region = widget.region
     assert region.area > 0, f"{name} has no size"
