@@ -12,13 +12,14 @@ from pathlib import Path
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 from mailmig_tui.engine import model, userlist
 from mailmig_tui.screens.editor_modals import EDITOR_CSS
 from mailmig_tui.widgets.form import PathSuggester
+from mailmig_tui.widgets.reading_pane import ReadingPane
 
 PREVIEW_LIMIT = 300
 
@@ -53,7 +54,7 @@ class ImportCsvModal(ModalScreen[ImportDecision | None]):
                 markup=False,
             )
             yield Input(self.initial, id="csv-path", placeholder="/path/to/users.csv", suggester=PathSuggester())
-            with VerticalScroll(id="csv-preview-scroll"):
+            with ReadingPane(id="csv-preview-scroll"):
                 yield Static("", id="csv-preview", markup=False)
             with Horizontal(classes="modal-buttons"):
                 yield Button("Import all", id="import-all", variant="primary", disabled=True)

@@ -11,12 +11,13 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.suggester import Suggester
 from textual.widgets import Button, Checkbox, DataTable, Input, Log, Select, Static
 
 from mailmig_tui.engine.textsafe import escape_controls
+from mailmig_tui.widgets.reading_pane import ReadingPane
 
 
 def _plain(text: str | Text) -> Text:
@@ -160,7 +161,7 @@ class ErrorModal(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog error-dialog"):
             yield Static(_plain(self._title), classes="dialog-title")
-            with VerticalScroll(classes="dialog-scroll"):
+            with ReadingPane(classes="dialog-scroll"):
                 yield Static(_plain(self._body), classes="dialog-body")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Close (esc)", id="close")

@@ -87,7 +87,7 @@ class SettingsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with VerticalScroll(id="settings-form"):
+        with VerticalScroll(id="settings-form", can_focus=False):
             if self.load_error:
                 yield Static(
                     Text(f"{self.load_error}\nSaving replaces that file with this form's values."),
