@@ -176,6 +176,8 @@ async def test_every_tab_stop_of_the_filter_tab_shows_the_focus():
         stops = await walk(pilot)
         assert ids(stops) == [*FILTER_FIELDS, None]
         assert isinstance(stops[-1], Tabs)
+        for box in FILTER_FIELDS[-2:]:  # "one per line": several lines show at 80x24 too
+            assert app.screen.query_one(f"#{box}").region.height >= 4, box
 
 
 async def test_every_tab_stop_of_the_general_tab_shows_the_focus():
