@@ -37,6 +37,14 @@ class KeyFooter(Footer):
         if shown != self._shown:
             self._shown = shown
             await self.recompose()
+            self._forget_removed_keys()
+
+    def _forget_removed_keys(self) -> None:
+        """Drop the removed keys' bindings to this footer's reactives (``compact``): Textual prunes them only when
+        the value changes (textual#6666), so each rebuild would otherwise keep the keys it replaced alive, and
+        every full garbage collection would walk more of them."""
+        for watchers in getattr(self, "__watchers", {}).values():
+            watchers[:] = [(node, callback) for node, callback in watchers if not node._closing]
 
     def _keys(self) -> tuple[object, ...]:
         keys = tuple(
