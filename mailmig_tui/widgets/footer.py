@@ -2,10 +2,11 @@
 
 Textual's Footer builds all its key widgets again on each change of the bindings: every focus move
 and every ``refresh_bindings``, dozens of times while the task editor opens (about 0.4 s of the
-editor's start on a 2-core server). Most of those changes show the same keys; the others (the user
-list's letter keys hidden while its search box has the focus, say) change a few of the key widgets
-there are: those are given their new key and text, and only the difference is mounted or removed
-(a rebuild, with each new widget styled, cost about 35 ms per focus move on a busy 2-core machine).
+editor's start on a 2-core server). Most of those changes show the same keys. The others (the user
+list's letter keys hidden while its search box has the focus, say) are shown in the key widgets
+there are, the ones left over hidden for later: a rebuild, each new widget styled and laid out,
+cost about 35 ms per focus move on a busy 2-core machine. The footer is rebuilt only when it needs
+more key widgets than it has, or a binding group.
 """
 
 from __future__ import annotations
