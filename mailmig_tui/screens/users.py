@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -69,6 +70,14 @@ def load_statuses(task_name: str) -> dict[str, AccountSummary]:
         return {model.account_key(a): s for a, s in db.summaries().items()}
     finally:
         db.close()
+
+
+def _unwrapped_height(text: Text, width: int) -> int | None:
+    """How many lines ``text`` takes in ``width`` cells when none of its lines is wider (None: one may wrap)."""
+    lines = text.plain.split("\n")
+    if width <= 0 or any(cell_len(line) > width for line in lines):
+        return None
+    return len(lines)
 
 
 class UserListPane(Vertical):
@@ -183,10 +192,16 @@ class UserListPane(Vertical):
         self._set_text("#users-detail", detail)
 
     def _set_text(self, selector: str, text: Text) -> None:
-        """Update a line only when it changes: each update lays the pane out again (a cost per key)."""
-        if self._shown.get(selector) != text:
-            self._shown[selector] = text
-            self.query_one(selector, Static).update(text)
+        """Update a line only when it changes, and lay the screen out again only when its height may change (the
+        summary's count, typed into the search key by key, keeps its one line): a layout costs tens of ms per key."""
+        old = self._shown.get(selector)
+        if old == text:
+            return
+        self._shown[selector] = text
+        widget = self.query_one(selector, Static)
+        width = widget.content_region.width
+        height = _unwrapped_height(text, width)
+        widget.update(text, layout=height is None or old is None or _unwrapped_height(old, width) != height)
 
     def show_problems(self, problems: list[model.Problem]) -> int | None:
         """Show the model's messages about accounts; returns the first account's index, if any."""

@@ -9,6 +9,7 @@ filter pick the rows shown, over the plain list, never over widgets.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from itertools import compress
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -93,6 +94,8 @@ class UserTable(VirtualTable):
         self._order: list[str] = []
         self._users: dict[str, model.User] = {}
         self._haystacks: list[str] = []
+        self._found: tuple[str, list[str], list[str]] = ("", [], [])
+        """The last search: its needle, and the keys and haystacks of the rows it kept."""
         self._verdicts: Mapping[str, Verdict] = {}
         self._statuses: Mapping[str, AccountSummary] | None = None
         self._checking: Collection[str] = ()
@@ -122,6 +125,7 @@ class UserTable(VirtualTable):
         self._users = {model.account_key(u.source): u for u in users}
         self._order = list(self._users)
         self._haystacks = [f"{u.source}\n{u.destination}".casefold() for u in self._users.values()]
+        self._found = ("", [], [])
         self._verdicts, self._checking = verdicts, checking
         self.marked &= self._users.keys()
         self.set_width("source", _width([u.source for u in users]))
@@ -146,14 +150,27 @@ class UserTable(VirtualTable):
         self._apply()
 
     def _apply(self) -> None:
-        keys = self._order
-        needle = self.search.strip().casefold()
-        if needle:
-            keys = [k for k, hay in zip(keys, self._haystacks, strict=True) if needle in hay]
+        keys = self._searched(self.search.strip().casefold())
         if self.status_filter != "all":
             statuses, wanted = self._statuses or {}, self.status_filter
             keys = [k for k in keys if status_group(statuses.get(k)) == wanted]
         self.set_keys(keys)
+
+    def _searched(self, needle: str) -> list[str]:
+        """The keys of the accounts whose source or destination holds ``needle``, in list order. A needle that holds
+        the last one (typed on, key by key) is looked for in the rows the last one kept, not in the whole list."""
+        if not needle:
+            return self._order
+        last, keys, haystacks = self._found
+        if needle == last:
+            return keys
+        if not (last and last in needle):
+            keys, haystacks = self._order, self._haystacks
+        kept = [needle in hay for hay in haystacks]
+        if not all(kept):
+            keys, haystacks = list(compress(keys, kept)), list(compress(haystacks, kept))
+        self._found = (needle, keys, haystacks)
+        return keys
 
     def _cells(self, key: str) -> tuple[Text, ...]:
         u = self._users[key]

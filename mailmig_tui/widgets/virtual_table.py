@@ -13,6 +13,7 @@ The look and the keys follow DataTable's (header, row cursor, zebra stripes, ent
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
@@ -87,7 +88,8 @@ class VirtualTable(ScrollView, can_focus=True):
         Binding("right", "scroll_right", "Scroll right", show=False),
     ]
 
-    cursor_row: reactive[int] = reactive(0, always_update=False, init=False)
+    cursor_row: reactive[int] = reactive(0, always_update=False, init=False, repaint=False)
+    """The watcher redraws the two rows it concerns (and scrolls when the cursor leaves the page), not the table."""
 
     class RowHighlighted(Message):
         """The cursor is on another row (or the row under it changed)."""
@@ -130,7 +132,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self._cells_of = cells_of
         self._zebra = zebra_stripes
         self._keys: list[str] = []
-        self._index: dict[str, int] = {}
+        self._paint: _Paint | None = None
         self._update_virtual_size()
 
     # ------------------------------------------------------------------------------------------
@@ -150,14 +152,17 @@ class VirtualTable(ScrollView, can_focus=True):
         return self._keys[top : top + self._page]
 
     def has_row(self, key: str) -> bool:
-        return key in self._index
+        return key in self._keys
 
     def set_keys(self, keys: list[str]) -> None:
-        """Show these rows (the list is kept, not copied); the cursor stays on its row when it is still shown."""
+        """Show these rows (the list is kept, not copied); the cursor stays on its row when it is still shown, else
+        goes to the first row (a search's first match)."""
         before = self.cursor_key()
         self._keys = keys
-        self._index = {key: i for i, key in enumerate(keys)}
-        row = self._index.get(before, self.cursor_row) if before is not None else 0
+        try:
+            row = keys.index(before) if before is not None else 0
+        except ValueError:
+            row = 0
         self.set_reactive(VirtualTable.cursor_row, self.validate_cursor_row(row))
         self._update_virtual_size()
         self.refresh()
@@ -180,9 +185,9 @@ class VirtualTable(ScrollView, can_focus=True):
 
     def refresh_key(self, key: str) -> None:
         """Draw the row of ``key`` again (when it is on screen)."""
-        row = self._index.get(key)
-        if row is not None:
-            self._refresh_row(row)
+        on_screen = self.visible_keys()  # a row off screen is drawn when it scrolls in
+        if key in on_screen:
+            self._refresh_row(round(self.scroll_y) + on_screen.index(key))
 
     def cursor_key(self) -> str | None:
         return self._keys[self.cursor_row] if self._keys else None
@@ -287,25 +292,39 @@ class VirtualTable(ScrollView, can_focus=True):
     # ------------------------------------------------------------------------------------------
     # Drawing.
 
-    def render_line(self, y: int) -> Strip:
-        width = self.size.width
-        base = self.rich_style
-        if y == 0:
-            style = base + self.get_component_rich_style("vtable--header")
-            cells: Sequence[Text] = [Text(self._labels[c]) for c in self.columns]
-        else:
-            row = round(self.scroll_y) + y - 1
-            if row >= len(self._keys) or y > self._page:  # past the end, or under the horizontal scrollbar
-                return Strip.blank(width, base)
-            style = base
-            if self._zebra:
-                style += self.get_component_rich_style("vtable--odd-row" if row % 2 else "vtable--even-row")
-            cells = self._cells_of(self._keys[row])
-            if row == self.cursor_row:
-                return self._strip(cells, style, self.get_component_rich_style("vtable--cursor"))
-        return self._strip(cells, style, None)
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """Lines of one paint: what every line needs (styles, the page) is worked out once, not per line."""
+        self._paint = self._paint_now()
+        return super().render_lines(crop)
 
-    def _strip(self, cells: Sequence[Text], style: Style, over: Style | None) -> Strip:
+    def _paint_now(self) -> _Paint:
+        base = self.rich_style
+        component = self.get_component_rich_style
+        return _Paint(
+            width=self.size.width,
+            top=round(self.scroll_y),
+            page=self._page,
+            base=base,
+            header=base + component("vtable--header"),
+            rows=(
+                (base + component("vtable--even-row"), base + component("vtable--odd-row"))
+                if self._zebra
+                else (base, base)
+            ),
+            cursor=component("vtable--cursor"),
+        )
+
+    def render_line(self, y: int) -> Strip:
+        paint = self._paint or self._paint_now()
+        if y == 0:
+            return self._strip([Text(self._labels[c]) for c in self.columns], paint.header, None, paint)
+        row = paint.top + y - 1
+        if row >= len(self._keys) or y > paint.page:  # past the end, or under the horizontal scrollbar
+            return Strip.blank(paint.width, paint.base)
+        over = paint.cursor if row == self.cursor_row else None
+        return self._strip(self._cells_of(self._keys[row]), paint.rows[row % 2], over, paint)
+
+    def _strip(self, cells: Sequence[Text], style: Style, over: Style | None, paint: _Paint) -> Strip:
         """One line: each cell's text in its own style, the padding around it in the row's."""
         segments = []
         pad = " " * CELL_PADDING
@@ -317,7 +336,20 @@ class VirtualTable(ScrollView, can_focus=True):
             segments += [Segment(pad + left, style), Segment(text, cell_style), Segment(right + pad, style)]
         strip = Strip(segments, self.virtual_size.width)
         x = round(self.scroll_x)
-        return strip.crop(x, x + self.size.width).extend_cell_length(self.size.width, style)
+        return strip.crop(x, x + paint.width).extend_cell_length(paint.width, style)
+
+
+@dataclass(frozen=True, slots=True)
+class _Paint:
+    """What the lines of one paint share."""
+
+    width: int
+    top: int
+    page: int
+    base: Style
+    header: Style
+    rows: tuple[Style, Style]  # even, odd
+    cursor: Style
 
 
 def _style(value: str | Style) -> Style:

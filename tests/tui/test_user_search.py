@@ -10,6 +10,7 @@ from mailmig_tui.engine.state import StateDB
 from mailmig_tui.screens.editor import TaskEditorScreen
 from mailmig_tui.screens.users import UserListPane
 from mailmig_tui.widgets.summary_table import AccountRow, SummaryTable
+from mailmig_tui.widgets.user_table import UserTable
 from tests.tui.helpers import wait_for
 from tests.tui.test_editor import SIZE, EditorApp, type_text
 from tests.tui.test_users import open_users, save
@@ -242,3 +243,103 @@ async def test_the_editor_keeps_full_garbage_collections_off_the_loaded_list_whi
         await wait_for(pilot, lambda: app.results == [None], what="the editor to close")
         await pilot.pause()
         assert gc.get_freeze_count() == 0
+
+
+class PaneHost(App[None]):
+    """The user list pane alone, over ``users``."""
+
+    def __init__(self, users: list[model.User]) -> None:
+        super().__init__()
+        self.users = users
+
+    def compose(self) -> ComposeResult:
+        yield UserListPane(lambda: (model.Task(name="big", users=list(self.users)), []), id="users-pane")
+
+
+async def open_pane(pilot) -> tuple[UserListPane, UserTable]:
+    pane = pilot.app.query_one(UserListPane)
+    pane.load(pilot.app.users, "")
+    pane.table.focus()
+    await pilot.pause()
+    return pane, pane.table
+
+
+async def test_moving_the_cursor_redraws_its_two_rows_not_the_table():
+    app = PaneHost([model.User(f"user{i:06}@big.example", f"box{i:06}") for i in range(1000)])
+    async with app.run_test(size=SIZE) as pilot:
+        _, table = await open_pane(pilot)
+        assert len(table.visible_keys()) > 5
+        asked: list[str] = []
+        cells_of = table._cells_of
+
+        def spy(key: str):
+            asked.append(key)
+            return cells_of(key)
+
+        table._cells_of = spy
+        await pilot.press("down")
+        assert table.cursor_row == 1
+        assert sorted(set(asked)) == ["user000000@big.example", "user000001@big.example"], "only the two rows"
+
+
+async def test_a_search_typed_on_or_back_shows_what_a_search_of_the_whole_list_shows():
+    """Each key looks only in the rows the last search kept when its text holds the last one's."""
+    users = [model.User(f"{name}{i:04}@big.example", f"box{i:04}") for i in range(3000) for name in ["ann"]]
+    users += [model.User(f"Bob{i:04}@other.example", f"ANN.{i:04}") for i in range(0, 3000, 7)]
+    app = PaneHost(users)
+    async with app.run_test(size=SIZE) as pilot:
+        pane, table = await open_pane(pilot)
+        await pilot.press("slash")
+        for typed in [
+            "a",
+            "an",
+            "ann",
+            "ann1",
+            "ann12",
+            "nn12",
+            "ann12",
+            "ann1",
+            "ann.",
+            "x",
+            "",
+            "BOX02",
+            "b",
+            "box029",
+        ]:
+            await pilot.press("ctrl+u", *typed)
+            needle = typed.casefold()
+            expected = [
+                model.account_key(u.source) for u in users if needle in f"{u.source}\n{u.destination}".casefold()
+            ]
+            assert table.row_keys() == expected, typed
+            if typed:
+                assert summary(pane).startswith(f"{len(expected):,} of {len(users):,} account(s) shown"), typed
+
+
+async def test_a_search_puts_the_cursor_on_its_first_match_unless_the_cursor_row_is_among_them():
+    app = PaneHost([model.User(f"user{i:06}@big.example", f"box{i:06}") for i in range(1000)])
+    async with app.run_test(size=SIZE) as pilot:
+        pane, table = await open_pane(pilot)
+        table.move_cursor(row=500)
+        await pilot.press("slash", *"user00001", "enter")  # user000010 … user000019
+        assert table.row_count == 10
+        assert table.cursor_key() == "user000010@big.example", "the cursor's row is hidden: the first match"
+        await pilot.press("down", "down", "down", "down", "down", "slash", "escape")  # escape in the box clears
+        assert table.row_count == 1000 and table.cursor_key() == "user000015@big.example"
+        await pilot.press("slash", *"box00001", "enter")  # the same ten rows
+        assert table.row_count == 10 and table.cursor_key() == "user000015@big.example", "the cursor stays on its row"
+
+
+async def test_the_summary_line_grows_when_the_search_makes_it_wider_than_the_pane():
+    app = PaneHost([model.User(f"user{i:06}@big.example", f"box{i:06}") for i in range(1000)])
+    async with app.run_test(size=(44, 24)) as pilot:
+        pane, table = await open_pane(pilot)
+        line = pane.query_one("#users-summary", Static)
+        assert line.size.height == 1
+        await pilot.press("slash", *"user0001")
+        await pilot.pause()
+        assert summary(pane).startswith("100 of 1,000 account(s) shown")
+        assert line.size.height > 1, "laid out again: the longer line wraps"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert summary(pane) == "1,000 account(s)." and line.size.height == 1
