@@ -40,32 +40,48 @@ class Columns:
 def dumps(data: Any) -> str:
     """``data`` as ``json.dumps(data, indent=2, ensure_ascii=False, default=str)`` writes it; a
     :class:`Columns` in it as the list of dicts it stands for."""
-    return value(data, "\n")
+    out: list[str] = []
+    _write(data, "\n", out)
+    return "".join(out)
 
 
 def value(o: Any, pad: str) -> str:
     """``o``'s JSON text; ``pad`` is a newline and the indentation of the line ``o`` starts on."""
+    out: list[str] = []
+    _write(o, pad, out)
+    return "".join(out)
+
+
+def _write(o: Any, pad: str, out: list[str]) -> None:
+    """Append the pieces of ``o``'s text to ``out`` (joined once at the end: a report is 40 MB)."""
     if isinstance(o, str):
-        return _encode_str(o)
-    if o is None or o is True or o is False or isinstance(o, int | float):
-        return _COLUMN.encode(o)
-    if isinstance(o, list | tuple):
+        out.append(_encode_str(o))
+    elif o is None or o is True or o is False or isinstance(o, int | float):
+        out.append(_COLUMN.encode(o))
+    elif isinstance(o, list | tuple):
         if not o:
-            return "[]"
-        if len(o) >= _MIN_ROWS and _same_keys(o):
-            return _table(Columns({k: [r[k] for r in o] for k in o[0]}), pad)
-        inner = pad + _INDENT
-        return "[" + inner + ("," + inner).join([value(v, inner) for v in o]) + pad + "]"
-    if isinstance(o, dict):
+            out.append("[]")
+        elif len(o) >= _MIN_ROWS and _same_keys(o):
+            _write_table(Columns({k: [r[k] for r in o] for k in o[0]}), pad, out)
+        else:
+            inner = pad + _INDENT
+            for i, v in enumerate(o):
+                out.append(("," if i else "[") + inner)
+                _write(v, inner, out)
+            out.append(pad + "]")
+    elif isinstance(o, dict):
         if not o:
-            return "{}"
-        inner = pad + _INDENT
-        return "".join([h + value(v, inner) for h, v in zip(_heads(tuple(o), inner), o.values(), strict=True)]) + (
-            pad + "}"
-        )
-    if isinstance(o, Columns):
-        return _table(o, pad)
-    return _encode_str(str(o))  # default=str
+            out.append("{}")
+        else:
+            inner = pad + _INDENT
+            for head, v in zip(_heads(tuple(o), inner), o.values(), strict=True):
+                out.append(head)
+                _write(v, inner, out)
+            out.append(pad + "}")
+    elif isinstance(o, Columns):
+        _write_table(o, pad, out)
+    else:
+        out.append(_encode_str(str(o)))  # default=str
 
 
 def _heads(keys: tuple[Any, ...], inner: str) -> list[str]:
@@ -91,23 +107,26 @@ def _same_keys(items: list[Any] | tuple[Any, ...]) -> bool:
     return all(type(r) is dict and tuple(r) == keys for r in items)
 
 
-def _table(table: Columns, pad: str) -> str:
-    """The text of the list of dicts ``table`` stands for (``pad``: the list's line)."""
+def _write_table(table: Columns, pad: str, out: list[str]) -> None:
+    """The pieces of the list of dicts ``table`` stands for (``pad``: the list's line)."""
     n, keys = table.rows, tuple(table.columns)
     if not n:
-        return "[]"
+        out.append("[]")
+        return
     row, inner = pad + _INDENT, pad + _INDENT + _INDENT
     if not keys:
-        return "[" + row + ("," + row).join(["{}"] * n) + pad + "]"
-    # the pieces in order: per row each key's head and its value, then the end of the row; one join
+        out.append("[" + row + ("," + row).join(["{}"] * n) + pad + "]")
+        return
+    # per row each key's head and its value, then the end of the row
     width = 2 * len(keys) + 1
     parts: list[str] = [""] * (width * n)
     for i, (head, column) in enumerate(zip(_heads(keys, inner), table.columns.values(), strict=True)):
         parts[2 * i :: width] = [head] * n
         parts[2 * i + 1 :: width] = _column(column, inner)
     parts[width - 1 :: width] = [row + "}," + row] * n
-    parts[-1] = row + "}"
-    return "[" + row + "".join(parts) + pad + "]"
+    parts[-1] = row + "}" + pad + "]"
+    out.append("[" + row)
+    out.extend(parts)
 
 
 def _column(values: Sequence[Any], pad: str) -> list[str]:
