@@ -643,20 +643,28 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
         _emit_json({"task": task.name, "last_run": last, "accounts": accounts})
         return EXIT_OK
-    lines = [
-        f"Task {task.name}: last run {_when(last['started']) if last else 'never'}"
-        + (f" ({last['status']})" if last else "")
+    header = f"Task {task.name}: last run {_when(last['started']) if last else 'never'}" + (
+        f" ({last['status']})" if last else ""
+    )
+    # the accounts' lines in one comprehension (100,000 of them); the lines of the accounts with an error
+    # or failed messages are put under theirs after
+    accounts = [
+        f"  {user.source} → {user.destination}: {s.status}; {s.folders} folder(s), {s.copied} copied, "
+        f"skipped: {_skips(s.skipped)}, {s.failed} failed, {_human_bytes(s.bytes)}, last run {s.last_duration:.1f} s"
+        for user, s in zip(users, states, strict=True)
     ]
-    for user, key, s in zip(users, keys, states, strict=True):
-        lines.append(
-            f"  {user.source} → {user.destination}: {s.status}; {s.folders} folder(s), {s.copied} copied, "
-            f"skipped: {_skips(s.skipped)}, {s.failed} failed, {_human_bytes(s.bytes)}, last run {s.last_duration:.1f} s"
-        )
-        if s.last_error:
-            lines.append(f"      last error: {s.last_error}")
-        for folder, message, reason in failures.get(key, ())[:20]:
-            lines.append(f"      failed: [{folder}] message {message}: {reason}")
-    _say_lines(lines)
+    notes = {
+        i: [f"      last error: {s.last_error}"] * bool(s.last_error)
+        + [
+            f"      failed: [{folder}] message {message}: {reason}"
+            for folder, message, reason in failures.get(k, ())[:20]
+        ]
+        for i, (k, s) in enumerate(zip(keys, states, strict=True))
+        if s.last_error or k in failures
+    }
+    if notes:
+        accounts = [text for i, line in enumerate(accounts) for text in (line, *notes.get(i, ()))]
+    _say_lines([header, *accounts])
     return EXIT_OK
 
 
