@@ -899,6 +899,7 @@ def _silence_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in argv
+    collecting = gc.isenabled()
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "func", None) in _ONE_SHOT:
@@ -919,6 +920,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    finally:
+        if collecting:  # main() called in a process that goes on (a test, a script)
+            gc.enable()
 
 
 if __name__ == "__main__":

@@ -964,3 +964,24 @@ def test_report_show_and_list_do_not_import_the_runner_or_the_sources(mailmig_ho
     assert code == 0 and "mailmig_tui.engine.state" in modules
     heavy = {"runner", "userlist", "verify", "account", "sources.imap", "sources.gmail", "sources.graph"}
     assert not {m.removeprefix("mailmig_tui.engine.") for m in modules} & heavy
+
+
+def test_main_called_in_process_leaves_the_cycle_collector_as_it_found_it(mailmig_home, capsys):
+    """One-shot commands run without Python's cycle collector (half of a large report's time); a
+    process that goes on after main() (a script, this test) gets it back."""
+    import gc
+
+    from mailmig_tui import cli as cli_module
+
+    store.save_task(imap_task())
+    assert gc.isenabled()
+    for args in (["list"], ["report", "acme"], ["show", "nope"]):
+        cli_module.main(args)
+        assert gc.isenabled(), args
+    gc.disable()
+    try:
+        cli_module.main(["list"])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert "acme" in capsys.readouterr().out
