@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime as dt
 import io
 import json
 import os
@@ -11,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sysconfig
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -828,3 +830,158 @@ def test_every_reason_the_engine_words_has_a_json_code():
     assert cli_module.failure_code("refused by the destination: [OVERQUOTA] Quota exceeded") == "refused"
     assert cli_module.failure_code("not appended") == "not_appended"
     assert cli_module.failure_code("something else") == "error"
+
+
+# --------------------------------------------------------------------------------------------
+# report, show and list of large tasks (issue 14): the same text, made faster.
+
+
+def test_iso_times_are_what_datetime_writes(timezone_named):
+    from mailmig_tui import cli as cli_module
+
+    def reference(ts: float) -> str:
+        return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+    # whole and rounding seconds (datetime rounds to the microsecond, half to even), around the hours
+    # of a year's DST changes, and far back, when offsets had seconds (Amsterdam +00:19:32)
+    base = [1767225600 + h * 3600 for h in range(0, 24 * 366, 5)]
+    times = [t + d for t in base for d in (0, -1, 0.4999995, 0.9999994, 0.9999995, 0.5)] + [-2e9, -1.5e9, 1.7e9 + 0.25]
+    for zone in ("UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "Europe/Amsterdam"):
+        timezone_named(zone)
+        cli_module._iso_second.cache_clear()
+        assert [cli_module._iso(t) for t in times] == [reference(t) for t in times], zone
+    assert cli_module._iso(None) is None and cli_module._iso(0) is None
+
+
+def seed_report_state(name: str, users: list[User]) -> None:
+    """Every third account never ran; the others ran once, with skips, failures and an error to show."""
+    from types import SimpleNamespace
+
+    from mailmig_tui.engine.model import account_key
+    from mailmig_tui.engine.state import COPIED, EXISTING, FAILED, SKIPPED, MessageRow, StateDB
+
+    db = StateDB(store.paths().state_file(name))
+    run = db.start_run(False, started=1767261600.9999996)
+    for i, user in enumerate(users):
+        if i % 3 == 0:
+            continue
+        key = account_key(user.source)
+        db.bind_account(key, "imap://mail.acme.example", user.destination)
+        db.set_account_status(key, "running")
+        db.set_account_status(key, "complete" if i % 2 else "partial", error="" if i % 2 else f"lost\n\x1b[2J{i}")
+        if i % 4 == 1:
+            db.save_folder(
+                key, "INBOX\x07", validity="1", marker="m", filters="f", dest_folder="INBOX",
+                skipped=Counter({"received before the date filter": i, "a reason from a newer engine": 1}), clean=True,
+            )  # fmt: skip
+        statuses = (COPIED, EXISTING, FAILED, SKIPPED)
+        reasons = {FAILED: "refused by the destination: [OVERQUOTA]\u2028", SKIPPED: "over the size limit"}
+        db.record(
+            key,
+            [
+                MessageRow(
+                    "INBOX\x07", "1", str(j), statuses[j % 4], size=1000 * j, reason=reasons.get(statuses[j % 4], "")
+                )
+                for j in range(i % 5 * 3)
+            ],
+        )
+        result = SimpleNamespace(
+            account=key, status="complete", folders=1, copied=0, skipped={}, failed=0, bytes=0, duration=i / 3, error=""
+        )
+        db.record_account_run(run, result, 1767261601.0)
+    db.finish_run(run, "completed")
+    db.close()
+
+
+def test_the_report_of_many_accounts_is_written_as_json_dumps_and_the_lines_escaped(mailmig_home):
+    users = [User(f"user{i}\x7f@acme.example", f"dest\u2028{i}", password="pw") for i in range(40)]
+    store.save_task(Task(name="many", source=Source(host="mail.acme.example"), users=users))
+    seed_report_state("many", users)
+
+    result = cli(mailmig_home, "report", "many", "--json")
+    assert (result.returncode, result.stderr) == (0, "")
+    data = json.loads(result.stdout)
+    controls = {c: f"\\u{c:04x}" for c in (*range(0x7F, 0xA0), 0x2028, 0x2029)}
+    assert result.stdout == json.dumps(data, indent=2, ensure_ascii=False).translate(controls) + "\n"
+    assert data["last_run"]["started"] == dt.datetime.fromtimestamp(1767261601).astimezone().isoformat()
+    never, partial, complete = data["accounts"][0], data["accounts"][2], data["accounts"][13]
+    assert (never["status"], never["skipped"], never["last_started"], never["failed_messages"]) == (
+        "not started", {}, None, []
+    )  # fmt: skip
+    assert (partial["status"], partial["last_error"], partial["skipped"]) == (
+        "partial",
+        "lost\n\x1b[2J2",
+        {"duplicate": 2, "too_large": 1},
+    )
+    assert partial["failed_messages"] == [
+        {"folder": "INBOX\x07", "id": "2", "code": "refused", "reason": "refused by the destination: [OVERQUOTA]\u2028"}
+    ]
+    assert (complete["status"], complete["copied"], complete["skipped"], complete["duration"]) == (
+        "complete", 3, {"too_old": 13, "other": 1, "duplicate": 2, "too_large": 2}, 13 / 3
+    )  # fmt: skip
+
+    text = cli(mailmig_home, "report", "many")
+    assert (text.returncode, text.stderr) == (0, "")
+    lines = text.stdout.splitlines()
+    assert (
+        lines[0]
+        == f"Task many: last run {dt.datetime.fromtimestamp(1767261601).strftime('%Y-%m-%d %H:%M')} (completed)"
+    )
+    assert lines[1] == (
+        "  user0\\x7f@acme.example → dest\\u20280: not started; 0 folder(s), 0 copied, skipped: none, 0 failed, 0 B, "
+        "last run 0.0 s"
+    )
+    assert lines[lines.index(next(x for x in lines if x.startswith("  user2\\x7f"))) + 1 :][:2] == [
+        "      last error: lost\\n\\x1b[2J2",
+        "      failed: [INBOX\\x07] message 2: refused by the destination: [OVERQUOTA]\\u2028",
+    ]
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]", text.stdout)
+
+
+PROBE_IMPORTS = """
+import contextlib, io, json, sys
+from mailmig_tui import cli
+with contextlib.redirect_stdout(io.StringIO()):
+    code = cli.main(sys.argv[1:])
+print(json.dumps([code, sorted(m for m in sys.modules if m.startswith("mailmig_tui."))]))
+"""
+
+
+@pytest.mark.parametrize(
+    "args", [["report", "acme"], ["report", "acme", "--json"], ["show", "acme"], ["show", "acme", "--json"], ["list"]]
+)
+def test_report_show_and_list_do_not_import_the_runner_or_the_sources(mailmig_home, args):
+    """They start within a tenth of a second less: the runner, the sources and the user-list parser are
+    imported by the commands that use them."""
+    import sys
+
+    store.save_task(imap_task())
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE_IMPORTS, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    code, modules = json.loads(result.stdout)
+    assert code == 0 and "mailmig_tui.engine.state" in modules
+    heavy = {"runner", "userlist", "verify", "account", "sources.imap", "sources.gmail", "sources.graph"}
+    assert not {m.removeprefix("mailmig_tui.engine.") for m in modules} & heavy
+
+
+def test_main_called_in_process_leaves_the_cycle_collector_as_it_found_it(mailmig_home, capsys):
+    """One-shot commands run without Python's cycle collector (half of a large report's time); a
+    process that goes on after main() (a script, this test) gets it back."""
+    import gc
+
+    from mailmig_tui import cli as cli_module
+
+    store.save_task(imap_task())
+    assert gc.isenabled()
+    for args in (["list"], ["report", "acme"], ["show", "nope"]):
+        cli_module.main(args)
+        assert gc.isenabled(), args
+    gc.disable()
+    try:
+        cli_module.main(["list"])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert "acme" in capsys.readouterr().out

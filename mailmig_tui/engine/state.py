@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mailmig_tui.engine.sources.base import SKIP_EXISTING
 from mailmig_tui.engine.store import ConfigError
@@ -188,8 +188,10 @@ class Inflight:
 SPEED_SAMPLE_BYTES = 256 * 1024
 
 
-@dataclass(frozen=True)
-class AccountSummary:
+class AccountSummary(NamedTuple):
+    """One account's figures. A named tuple: a report builds one per account (100,000 of them), and a
+    frozen dataclass costs ten times as much to build."""
+
     account: str
     destination: str
     status: str
@@ -204,6 +206,12 @@ class AccountSummary:
     last_finished: float | None
     last_duration: float
     last_error: str
+
+
+def _no_skips() -> Counter[str]:
+    """An empty Counter for an account without skips, made without ``Counter.__init__`` (which only
+    counts what it is given): a fifth of the time, for each of 100,000 accounts."""
+    return Counter.__new__(Counter)
 
 
 class StateDB:
@@ -539,32 +547,32 @@ class StateDB:
         ):
             skipped.setdefault(account, Counter())[reason] += n
         # SQLite takes the bare column (duration) from the row holding the MAX(run_id)
-        last_duration = {
-            account: float(duration)
-            for account, duration, _ in self._db.execute(
-                "SELECT account, duration, MAX(run_id) FROM account_runs GROUP BY account"
+        last_duration = dict(
+            self._db.execute(
+                "SELECT account, duration FROM (SELECT account, duration, MAX(run_id) FROM account_runs GROUP BY account)"
             )
-        }
+        )
         out: dict[str, AccountSummary] = {}
+        none: dict[str, int] = {}
         for account, destination, status, completed_once, started, finished, error in self._db.execute(
             "SELECT account, destination, status, completed_once, last_started, last_finished, last_error FROM accounts"
-        ).fetchall():
-            own = counts.get(account, {})
+        ):
+            own = counts.get(account, none)
             out[account] = AccountSummary(
-                account=account,
-                destination=destination,
-                status=status,
-                completed_once=bool(completed_once),
-                folders=folders[account],
-                copied=own.get(COPIED, 0),
-                existing=own.get(EXISTING, 0),
-                skipped=skipped.get(account, Counter()),
-                failed=own.get(FAILED, 0),
-                bytes=copied_bytes.get(account, 0),
-                last_started=started,
-                last_finished=finished,
-                last_duration=last_duration.get(account, 0.0),
-                last_error=error,
+                account,
+                destination,
+                status,
+                bool(completed_once),
+                folders.get(account, 0),
+                own.get(COPIED, 0),
+                own.get(EXISTING, 0),
+                skipped.get(account) or _no_skips(),
+                own.get(FAILED, 0),
+                copied_bytes.get(account, 0),
+                started,
+                finished,
+                last_duration.get(account, 0.0),
+                error,
             )
         return out
 
