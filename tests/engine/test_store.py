@@ -806,3 +806,20 @@ def test_rename_copy_and_delete_carry_the_users_csv_files(p):
     store.delete_task("new")
     store.delete_task("dup")
     assert all_files(p.config) == []
+
+
+def test_loading_a_task_leaves_the_cycle_collector_as_it_found_it(p):
+    import gc
+
+    store.save_task(Task(name="t", users=[User("alice", "alice", password="pw")]))
+    was = gc.isenabled()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            assert [u.source for u in store.load_task("t").users] == ["alice"]
+            assert gc.isenabled() is enabled
+            with pytest.raises(ConfigError):
+                store.load_task("nope")
+            assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
