@@ -495,6 +495,20 @@ def _seed_bulk(server: DovecotServer, user: str, n: int) -> None:
         client.logout()
 
 
+def _wait_for_a_copied_batch(proc: subprocess.Popen[str], home: Path, before: str) -> None:
+    """Until the run's state records a copied message (at most 60 s), the run still going."""
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, f"the run ended before {before}: {proc.communicate()}"
+        assert time.monotonic() < deadline, "no batch was recorded within 60 s"
+        time.sleep(0.02)
+        try:
+            if state_rows(home, "SELECT COUNT(*) FROM messages WHERE status = 'copied'")[0][0]:
+                return
+        except sqlite3.OperationalError:
+            continue  # the state database or its tables do not exist yet
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_the_run_with_130_and_a_rerun_completes(pair: Pair, mailmig_home: Path, sig: int) -> None:
@@ -507,16 +521,7 @@ def test_signal_stops_the_run_with_130_and_a_rerun_completes(pair: Pair, mailmig
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        copied = 0
-        while copied == 0:
-            assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()}"
-            assert time.monotonic() < deadline, "no batch was recorded within 60 s"
-            time.sleep(0.02)
-            try:
-                copied = state_rows(mailmig_home, "SELECT COUNT(*) FROM messages WHERE status = 'copied'")[0][0]
-            except sqlite3.OperationalError:
-                continue  # the state database or its tables do not exist yet
+        _wait_for_a_copied_batch(proc, mailmig_home, "it could be interrupted")
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -554,16 +559,7 @@ def test_a_run_whose_output_reader_goes_away_stops_cleanly_with_141(pair: Pair, 
     assert proc.stdout is not None and proc.stderr is not None
     try:
         assert proc.stdout.readline().startswith("INFO    run started")
-        deadline = time.monotonic() + 60
-        copied = 0
-        while copied == 0:  # close the pipe while the account is being copied
-            assert proc.poll() is None, f"the run ended before its reader went away: {proc.communicate()}"
-            assert time.monotonic() < deadline, "no batch was recorded within 60 s"
-            time.sleep(0.02)
-            try:
-                copied = state_rows(mailmig_home, "SELECT COUNT(*) FROM messages WHERE status = 'copied'")[0][0]
-            except sqlite3.OperationalError:
-                continue
+        _wait_for_a_copied_batch(proc, mailmig_home, "its reader went away")  # the account is being copied
         proc.stdout.close()
         proc.wait(timeout=60)
         err = proc.stderr.read()
