@@ -208,6 +208,15 @@ class AccountSummary(NamedTuple):
     last_error: str
 
 
+class AccountProgress(NamedTuple):
+    """Where one account stands, without its message figures: what the task list shows."""
+
+    status: str
+    completed_once: bool
+    last_started: float | None
+    last_finished: float | None
+
+
 def _no_skips() -> Counter[str]:
     """An empty Counter for an account without skips, made without ``Counter.__init__`` (which only
     counts what it is given): a fifth of the time, for each of 100,000 accounts."""
@@ -575,6 +584,16 @@ class StateDB:
                 error,
             )
         return out
+
+    def progress(self) -> dict[str, AccountProgress]:
+        """Per account, where it stands: one read of the accounts table and none of the messages
+        (a run's millions of message records), so that a list polling every changed state stays cheap."""
+        return {
+            account: AccountProgress(status, bool(completed_once), started, finished)
+            for account, status, completed_once, started, finished in self._db.execute(
+                "SELECT account, status, completed_once, last_started, last_finished FROM accounts"
+            )
+        }
 
     def failed_by_account(self) -> dict[str, list[tuple[str, str, str]]]:
         """Every account's failed messages (folder, source id, reason), in one query."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mailmig_tui.engine import runner, schedule, store
 from mailmig_tui.engine.model import Task, account_key
-from mailmig_tui.engine.state import AccountSummary, StateDB
+from mailmig_tui.engine.state import AccountProgress, AccountSummary, StateDB
 
 IDLE = "idle"
 STARTING = "starting"
@@ -91,42 +92,49 @@ class StatusReader:
 
     def __init__(self, p: store.Paths | None = None) -> None:
         self._paths = p
-        self._cache: dict[str, tuple[object, dict[str, AccountSummary], dict[str, Any] | None]] = {}
+        self._cache: dict[tuple[str, str], tuple[object, Any, dict[str, Any] | None]] = {}
         self._lock = threading.Lock()
 
     def state(self, name: str) -> tuple[dict[str, AccountSummary], dict[str, Any] | None]:
         """The task's account summaries (by account key) and its last run, from the state database."""
+        return self._read(name, "summaries", StateDB.summaries)
+
+    def progress(self, name: str) -> tuple[dict[str, AccountProgress], dict[str, Any] | None]:
+        """Where each account stands (by account key), without message figures, and the last run."""
+        return self._read(name, "progress", StateDB.progress)
+
+    def _read(self, name: str, kind: str, read: Callable[[StateDB], Any]) -> tuple[Any, dict[str, Any] | None]:
         p = self._paths or store.paths()
         path = p.state_file(name)
         sig = _signature(path)
         with self._lock:
-            cached = self._cache.get(name)
+            cached = self._cache.get((name, kind))
         if cached is not None and cached[0] == sig:
             return cached[1], cached[2]
         if sig[0] is None:
-            summaries: dict[str, AccountSummary] = {}
+            accounts: Any = {}
             last = None
         else:
             try:
                 db = StateDB.open_readonly(path)
                 try:
-                    summaries, last = db.summaries(), db.last_run()
+                    accounts, last = read(db), db.last_run()
                 finally:
                     db.close()
             except sqlite3.Error:
                 # a database being created right now (no tables yet): what was known before, read again next time
                 return (cached[1], cached[2]) if cached is not None else ({}, None)
         with self._lock:
-            self._cache[name] = (sig, summaries, last)
-        return summaries, last
+            self._cache[(name, kind)] = (sig, accounts, last)
+        return accounts, last
 
     def status(self, task: Task, now: dt.datetime | None = None) -> TaskStatus:
         p = self._paths or store.paths()
         holder = runner.lock_holder(runner.lock_path(p, task.name))
-        summaries, last = self.state(task.name)
+        accounts, last = self.progress(task.name)
         keys = [account_key(u.source) for u in task.users]
         listed = set(keys)
-        done = sum(1 for k in keys if k in summaries and summaries[k].completed_once)
+        done = sum(1 for k in keys if k in accounts and accounts[k].completed_once)
         last_started = float(last["started"]) if last else None
         next_run = schedule.next_run(task.schedule, now or dt.datetime.now(schedule.local_zone()))
         base = TaskStatus(
@@ -144,7 +152,7 @@ class StatusReader:
             # the lock is held but the run is not registered yet (choosing accounts, checking the destination)
             return replace(base, state=STARTING, holder=holder)
         ref = last_started if last_started is not None else 0.0
-        in_run = [s for k, s in summaries.items() if k in listed and (s.last_started or 0) >= ref]
+        in_run = [s for k, s in accounts.items() if k in listed and (s.last_started or 0) >= ref]
         finished = sum(1 for s in in_run if s.status != "running" and (s.last_finished or 0) >= (s.last_started or 0))
         per_period = task.run.accounts_per_period
         expected = min(per_period, len(keys)) if per_period else len(keys)

@@ -82,6 +82,10 @@ def test_summaries_of_several_accounts_keep_each_accounts_own_figures(tmp_path: 
     )
     assert (idle.status, idle.folders, idle.copied, idle.bytes, idle.skipped) == ("pending", 0, 0, 0, Counter())
     assert idle.last_started is None and idle.last_finished is None
+    # progress(): the same standing per account, read from the accounts table alone
+    assert {a: tuple(p) for a, p in db.progress().items()} == {
+        a: (s.status, s.completed_once, s.last_started, s.last_finished) for a, s in out.items()
+    }
     db.close()
 
 

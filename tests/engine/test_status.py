@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 
+import pytest
+
 from mailmig_tui.engine import runner, schedule, store
 from mailmig_tui.engine.events import AccountResult
 from mailmig_tui.engine.model import RunOptions, Schedule, Task, User
@@ -86,8 +88,9 @@ def test_the_database_is_read_again_only_when_it_changed(mailmig_home, monkeypat
     db = StateDB(store.paths().state_file("acme"))
     run_id = db.start_run(False)
     reads: list[int] = []
-    original = StateDB.summaries
-    monkeypatch.setattr(StateDB, "summaries", lambda self: (reads.append(1), original(self))[1])
+    original = StateDB.progress
+    monkeypatch.setattr(StateDB, "progress", lambda self: (reads.append(1), original(self))[1])
+    monkeypatch.setattr(StateDB, "summaries", lambda self: pytest.fail("a status needs no message figures"))
     reader = StatusReader()
     reader.status(task)
     reader.status(task)
