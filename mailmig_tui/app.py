@@ -208,7 +208,7 @@ class MailmigApp(App[None]):
             if runner.lock_holder(runner.lock_path(p, name)) == holder:
                 continue
             del self.stop_requests[name]
-            _, last = StatusReader(p).state(name)
+            _, last = StatusReader(p).progress(name)  # the last run; no message figures needed
             how = last["status"] if last else "ended"
             self.notify(
                 f"The run of {name} by {holder_text(holder)} {how}"

@@ -195,15 +195,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _shown_users(users: list[User]) -> list[dict[str, Any]]:
-    """show --json's user list: each user as ``to_dict`` gives it (no passwords), with "password": "set"
-    or "" and "destination_password": "set" when there is one. ``to_dict`` user by user takes most of a
-    second for 100,000 users, so when the first user's fields are strings (as User's are), every
-    user's are read by their names."""
-    first = to_dict(users[0]) if users else {}
-    if all(isinstance(v, str) for v in first.values()):
-        rows = [{name: getattr(u, name) for name in first} for u in users]
-    else:
-        rows = [to_dict(u) for u in users]
+    """show --json's user list: each user's fields as ``to_dict`` gives them (no passwords), with "password":
+    "set" or "" and "destination_password": "set" when there is one. The fields are read by name:
+    ``to_dict`` user by user takes most of a second for 100,000 users."""
+    names = list(to_dict(User("", "")))
+    rows = [{name: getattr(u, name) for name in names} for u in users]
     for user, row in zip(users, rows, strict=True):
         row["password"] = "set" if user.password else ""
         if user.destination_password:
@@ -222,8 +218,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         _emit_json(
             {
                 "task": task.name,
-                "problems": [{"field": p.field, "message": p.message} for p in problems],
-                "warnings": [{"field": w.field, "message": w.message} for w in warnings],
+                "problems": _problem_dicts(problems),
+                "warnings": _problem_dicts(warnings),
             }
         )
         return EXIT_INVALID if problems else EXIT_OK

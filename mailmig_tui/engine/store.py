@@ -329,7 +329,7 @@ def read_users_csv(path: Path) -> list[User]:
     """A task's user list (``source,destination``, an optional header line); every bad line is named."""
     rows, line_of = _csv_rows(path)
     users: list[User] = []
-    problems: list[Problem] = []
+    bad: list[tuple[int, str]] = []  # (line, message)
     first = True
     for i, row in enumerate(rows):
         if len(row) == 2:
@@ -343,24 +343,25 @@ def read_users_csv(path: Path) -> list[User]:
             if _is_header_row(row, USERS_HEADER):
                 continue
         if len(row) != 2:
-            problems.append(
-                Problem(
-                    f"line {line_of(i)}",
+            bad.append(
+                (
+                    line_of(i),
                     f"{len(row)} field(s); a line is: source account,destination account "
                     "(passwords go in the secrets file; quote a value that holds a comma)",
                 )
             )
             continue
         users.append(User(source, destination))
-    if problems:
-        _raise_lines(path, problems)
+    if bad:
+        _raise_lines(path, bad)
     return users
 
 
-def _raise_lines(path: Path, problems: list[Problem]) -> None:
-    if len(problems) == 1:
-        raise ConfigError(path, [Problem("", problems[0].message)], line=int(problems[0].field.split()[1]))
-    raise ConfigError(path, problems)
+def _raise_lines(path: Path, bad: list[tuple[int, str]]) -> None:
+    """Every bad line (line number, message): one names its line in the error's place, several are listed."""
+    if len(bad) == 1:
+        raise ConfigError(path, [Problem("", bad[0][1])], line=bad[0][0])
+    raise ConfigError(path, [Problem(f"line {line}", message) for line, message in bad])
 
 
 def users_csv(users: Iterable[User]) -> str:
@@ -380,7 +381,7 @@ def read_user_secrets(path: Path) -> dict[str, tuple[str, str]]:
     _check_private(path)
     rows, line_of = _csv_rows(path, quote_lines=False)
     out: dict[str, tuple[str, str]] = {}
-    problems: list[Problem] = []
+    bad: list[tuple[int, str]] = []  # (line, message)
     first = True
     for i, row in enumerate(rows):
         key = row[0].strip().casefold() if row else ""  # account_key, inlined: 100,000 calls
@@ -395,15 +396,15 @@ def read_user_secrets(path: Path) -> dict[str, tuple[str, str]]:
         elif len(row) == 2:
             out[key] = (row[1], "")
         else:
-            problems.append(
-                Problem(
-                    f"line {line_of(i)}",
+            bad.append(
+                (
+                    line_of(i),
                     f"{len(row)} field(s); a line is: source account,password,destination password "
                     "(quote a password that holds a comma or a quote)",
                 )
             )
-    if problems:
-        _raise_lines(path, problems)
+    if bad:
+        _raise_lines(path, bad)
     return out
 
 

@@ -31,6 +31,20 @@ CELL_PADDING = 1
 ELLIPSIS = "…"
 
 
+class _RowMessage(Message):
+    """What the table's row messages carry: the table, the cursor's row and its key."""
+
+    def __init__(self, table: VirtualTable, row: int, key: str | None) -> None:
+        super().__init__()
+        self.table = table
+        self.cursor_row = row
+        self.key = key
+
+    @property
+    def control(self) -> VirtualTable:
+        return self.table
+
+
 class VirtualTable(ScrollView, can_focus=True):
     """Rows are keys (strings); ``columns`` are ``(key, label, width)`` with widths in cells."""
 
@@ -91,31 +105,13 @@ class VirtualTable(ScrollView, can_focus=True):
     cursor_row: reactive[int] = reactive(0, always_update=False, init=False, repaint=False)
     """The watcher redraws the two rows it concerns (and scrolls when the cursor leaves the page), not the table."""
 
-    class RowHighlighted(Message):
-        """The cursor is on another row (or the row under it changed)."""
+    class RowHighlighted(_RowMessage):
+        """The cursor is on another row (or the row under it changed); ``key`` None: the table is empty."""
 
-        def __init__(self, table: VirtualTable, row: int, key: str | None) -> None:
-            super().__init__()
-            self.table = table
-            self.cursor_row = row
-            self.key = key
-
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
-
-    class RowSelected(Message):
+    class RowSelected(_RowMessage):
         """Enter (or a click) on the cursor's row."""
 
-        def __init__(self, table: VirtualTable, row: int, key: str) -> None:
-            super().__init__()
-            self.table = table
-            self.cursor_row = row
-            self.key = key
-
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
+        key: str
 
     def __init__(
         self,
