@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -387,10 +388,15 @@ def child_main(args: argparse.Namespace) -> int:
     return 0
 
 
+SEED_FOLDERS = {"INBOX": 8, "Sent": 2}  # messages per account and folder in the seeded state
+
+
 def seed_state(n: int, delegate: bool) -> None:
-    """Every account run once, complete (through the state API the runner uses)."""
-    from mailmig_tui.engine.sources.base import identity_of
-    from mailmig_tui.engine.state import StateDB
+    """Every account run once, through the state API the runner uses: two folders, ten message records
+    (one already at the destination), skips in a third of the accounts, a failed message in one in a
+    hundred (partial)."""
+    from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_OLD, identity_of
+    from mailmig_tui.engine.state import COPIED, EXISTING, FAILED, MessageRow, StateDB
 
     source = task_source(delegate)
     db = StateDB(store.paths().state_file(TASK))
@@ -401,15 +407,28 @@ def seed_state(n: int, delegate: bool) -> None:
             key = model.account_key(src)
             db.bind_account(key, identity_of(source, model.User(src, dst, password=pw)), dst)
             db.set_account_status(key, "running")
-            db.set_account_status(key, "complete")
+            rows, failed = [], i % 100 == 0
+            for folder, count in SEED_FOLDERS.items():
+                skipped = Counter({SKIP_TOO_OLD: 2} if i % 3 == 0 else {})
+                skipped[SKIP_EXISTING] = int(folder == "INBOX")
+                db.save_folder(key, folder, validity="1", marker="m", filters="", dest_folder=folder,
+                               skipped=skipped, clean=not failed)  # fmt: skip
+                for uid in range(1, count + 1):
+                    status = EXISTING if (folder, uid) == ("INBOX", 1) else FAILED if failed and uid == 2 else COPIED
+                    reason = "the destination refused it (message too large)" if status == FAILED else ""
+                    rows.append(MessageRow(folder, "1", str(uid), status, folder, 1, uid, f"fp{i}-{folder}-{uid}",
+                                           2000 + 37 * uid, reason))  # fmt: skip
+            db.record(key, rows)
+            status = "partial" if failed else "complete"
+            db.set_account_status(key, status, error="1 message(s) could not be copied" if failed else "")
             result = SimpleNamespace(
                 account=key,
-                status="complete",
-                folders=0,
-                copied=0,
-                skipped={},
-                failed=0,
-                bytes=0,
+                status=status,
+                folders=len(SEED_FOLDERS),
+                copied=sum(r.status == COPIED for r in rows),
+                skipped={SKIP_TOO_OLD: 4} if i % 3 == 0 else {},
+                failed=int(failed),
+                bytes=sum(r.size for r in rows if r.status == COPIED),
                 duration=1.0,
                 error="",
             )

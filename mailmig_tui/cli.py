@@ -24,13 +24,13 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from mailmig_tui import jsontext
-from mailmig_tui.engine import notify, store
+from mailmig_tui.engine import store
 from mailmig_tui.engine.model import (
     SOURCE_TYPE_LABELS,
     Problem,
@@ -46,6 +46,7 @@ from mailmig_tui.engine.model import (
 )
 from mailmig_tui.engine.state import AccountSummary, StateDB
 from mailmig_tui.engine.textsafe import escape_controls
+from mailmig_tui.engine.units import human_bytes
 
 # What only some commands need is imported by them: report and show of 100,000 accounts have to
 # finish within a second (issue 14), and the runner, the sources and the user-list parser take a
@@ -98,8 +99,8 @@ def _err(message: str) -> None:
     print(escape_controls(f"mailmig-tui: {message}", keep_newlines=True), file=sys.stderr)
 
 
-def _load(name: str) -> Task:
-    return store.load_task(name)
+def _load(name: str, *, secrets: bool = True) -> Task:
+    return store.load_task(name, secrets=secrets)
 
 
 # JSON escapes C0 itself; DEL, C1 and the line separators are written \uXXXX too (valid JSON: they
@@ -118,7 +119,7 @@ def _emit_json(data: Any) -> None:
     _write_out(text + "\n")
 
 
-def _write_out(text: str, piece: int = 8192) -> None:
+def _write_out(text: str, piece: int = 65536) -> None:
     """Write ``text`` to stdout in pieces: one big write into a pipe whose reader goes away can end
     short without an error, while a piece after that raises BrokenPipeError (main() exits 141)."""
     for start in range(0, len(text), piece):
@@ -295,13 +296,13 @@ def cmd_export_users(args: argparse.Namespace) -> int:
 
 
 def _human_bytes(n: float) -> str:
-    return notify.human_bytes(n, "B")
+    return human_bytes(n, "B")
 
 
-def _skips(counter: dict[str, int]) -> str:
+def _skips(counter: Mapping[str, int]) -> str:
     if not counter:
         return "none"
-    return ", ".join(f"{n} {reason}" for reason, n in sorted(counter.items()))
+    return ", ".join([f"{n} {reason}" for reason, n in sorted(counter.items())])
 
 
 @functools.cache
@@ -310,7 +311,7 @@ def skip_codes() -> dict[str, str]:
     scripts get one stable code per reason the engine distinguishes. (Made when first needed: the
     modules that word them take a twentieth of a second to import.)"""
     from mailmig_tui.engine.account import SKIP_VANISHED
-    from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
+    from mailmig_tui.engine.skips import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
     from mailmig_tui.engine.sources.gmail import SKIP_CHAT
 
     return {
@@ -341,7 +342,7 @@ def failure_code(reason: str) -> str:
     return next((code for text, code in FAILURE_CODES if text in reason), "error")
 
 
-def _skip_codes(counter: dict[str, int]) -> dict[str, int]:
+def _skip_codes(counter: Mapping[str, int]) -> dict[str, int]:
     if not counter:
         return {}
     codes = skip_codes()
@@ -596,7 +597,7 @@ _NOT_STARTED = AccountSummary("", "", "not started", False, 0, 0, 0, Counter(), 
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    task = _load(args.task)
+    task = _load(args.task, secrets=False)  # a report shows no password
     p = store.paths()
     db = StateDB.open_readonly(p.state_file(task.name))
     try:
@@ -710,6 +711,8 @@ def cmd_test_smtp(args: argparse.Namespace) -> int:
             f"no SMTP relay is set: fill in its host in Settings (g), or [smtp] host in {store.paths().settings_file}"
         )
     to = args.to or [settings.smtp.sender]
+    from mailmig_tui.engine import notify  # smtplib and ssl: only for this command
+
     try:
         notify.send(settings.smtp, notify.test_message(settings.smtp, to))
     except notify.NotifyError as exc:

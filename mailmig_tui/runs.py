@@ -125,15 +125,6 @@ def when_text(ts: float | dt.datetime | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def size_text(n: float) -> str:
-    units = ("B", "KB", "MB", "GB", "TB")
-    i = 0
-    while n >= 1024 and i < len(units) - 1:
-        n /= 1024
-        i += 1
-    return f"{n:.0f} B" if i == 0 else f"{n:.1f} {units[i]}"
-
-
 def duration_text(seconds: float) -> str:
     if seconds <= 0:
         return "-"

@@ -19,6 +19,7 @@ from mailmig_tui.engine import logfile
 from mailmig_tui.engine.events import AccountResult, LogLine, Sink
 from mailmig_tui.engine.model import Smtp, Task
 from mailmig_tui.engine.textsafe import escape_controls
+from mailmig_tui.engine.units import human_bytes
 
 TIMEOUT = 30.0
 LAST_LINES = 20
@@ -26,15 +27,6 @@ LAST_LINES = 20
 
 class NotifyError(Exception):
     """The relay could not be reached, refused the login, or refused the message (no secrets inside)."""
-
-
-def human_bytes(n: float, byte_unit: str = "bytes") -> str:
-    """``n`` bytes as an admin reads them (KB, MB, GB of 1024); below 1 KB in ``byte_unit``."""
-    for unit in (byte_unit, "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == byte_unit else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
 
 
 def _connect(smtp: Smtp, timeout: float) -> smtplib.SMTP:

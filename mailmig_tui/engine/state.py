@@ -2,7 +2,10 @@
 
 One database per task (``data/state/<task>.sqlite``), WAL mode, one connection per thread.
 
-* ``accounts``: one row per source account: the source it is bound to, its status and last run.
+* ``accounts``: one row per source account: the source it is bound to, its status and last run, and
+  its figures (folders, messages copied, found at the destination or failed, bytes, the last run's
+  duration), which triggers keep up to date as its records change; ``account_skips`` holds its skips
+  by reason. A report of 100,000 accounts reads those two tables, not millions of message records.
 * ``folders``: per account and source folder: the folder's change marker (for IMAP UIDVALIDITY,
   UIDNEXT and MESSAGES) at the last clean pass, so an unchanged folder costs one STATUS.
 * ``messages``: per source message (account, folder, validity, source id): ``copied`` (with the
@@ -13,6 +16,9 @@ One database per task (``data/state/<task>.sqlite``), WAL mode, one connection p
   unknown (the run was killed, or its connection dropped): its bytes may still be on the link.
 * ``append_speed``: per account, the slowest throughput an APPEND of a sizeable batch reached.
 * ``runs`` / ``account_runs``: the history the summary and ``report`` show.
+
+Schema 2 added the figures. A schema 1 database is migrated (its figures counted once) by the first
+connection that may write; one opened read-only counts them into temporary tables when summarised.
 
 A message is recorded in the same transaction as the batch it was appended in. A crash between
 APPEND and COMMIT leaves unclaimed messages at the destination; the next pass finds them by
@@ -28,20 +34,57 @@ import sqlite3
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from mailmig_tui.engine.sources.base import SKIP_EXISTING
+from mailmig_tui.engine.skips import SKIP_EXISTING
 from mailmig_tui.engine.store import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS accounts (
+COPIED = "copied"
+EXISTING = "existing"
+FAILED = "failed"
+# Filtered out only once downloaded (a source that lists sizes as bounds: Gmail): recorded so that
+# later passes do not download it again. Such a row's ``fingerprint`` is the filters it was judged
+# under (migrate.filters_key): under other filters it is judged again.
+SKIPPED = "skipped"
+
+# An account's figures, kept in its row by the triggers below as its records change (schema 2), so
+# that a report of 100,000 accounts reads one table instead of grouping millions of message records.
+_FIGURE_COLUMNS = (
+    "folders INTEGER NOT NULL DEFAULT 0",
+    "copied INTEGER NOT NULL DEFAULT 0",
+    "existing INTEGER NOT NULL DEFAULT 0",
+    "failed INTEGER NOT NULL DEFAULT 0",
+    "bytes INTEGER NOT NULL DEFAULT 0",
+    "last_run INTEGER",
+    "last_duration REAL",
+)
+
+_RUNS_BY_ACCOUNT = "CREATE INDEX IF NOT EXISTS account_runs_by_account ON account_runs (account, run_id)"
+# Per account and reason, how many messages were skipped: the folders' skips of their last pass
+# (but mail found at the destination: the account's ``existing``, from its records) plus the skipped
+# records.
+_ACCOUNT_SKIPS = """CREATE TABLE IF NOT EXISTS account_skips (
+    account TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (account, reason)
+)"""
+
+# The failed messages, which a report lists, without a walk through all the others.
+_FAILED_MESSAGES = (
+    f"CREATE INDEX IF NOT EXISTS messages_failed ON messages (account, folder, src_id) WHERE status = '{FAILED}'"
+)
+
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    f"""CREATE TABLE IF NOT EXISTS accounts (
     account TEXT PRIMARY KEY,
     source_identity TEXT NOT NULL,
     destination TEXT NOT NULL,
@@ -49,9 +92,10 @@ CREATE TABLE IF NOT EXISTS accounts (
     completed_once INTEGER NOT NULL DEFAULT 0,
     last_started REAL,
     last_finished REAL,
-    last_error TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS folders (
+    last_error TEXT NOT NULL DEFAULT '',
+    {", ".join(_FIGURE_COLUMNS)}
+)""",
+    """CREATE TABLE IF NOT EXISTS folders (
     account TEXT NOT NULL,
     folder TEXT NOT NULL,
     validity TEXT NOT NULL,
@@ -62,8 +106,8 @@ CREATE TABLE IF NOT EXISTS folders (
     clean INTEGER NOT NULL DEFAULT 0,
     updated REAL NOT NULL,
     PRIMARY KEY (account, folder)
-);
-CREATE TABLE IF NOT EXISTS messages (
+)""",
+    """CREATE TABLE IF NOT EXISTS messages (
     account TEXT NOT NULL,
     folder TEXT NOT NULL,
     validity TEXT NOT NULL,
@@ -77,9 +121,10 @@ CREATE TABLE IF NOT EXISTS messages (
     reason TEXT NOT NULL DEFAULT '',
     time REAL NOT NULL,
     PRIMARY KEY (account, folder, validity, src_id)
-);
-CREATE INDEX IF NOT EXISTS messages_by_dest ON messages (account, dest_folder, status);
-CREATE TABLE IF NOT EXISTS inflight (
+)""",
+    "CREATE INDEX IF NOT EXISTS messages_by_dest ON messages (account, dest_folder, status)",
+    _FAILED_MESSAGES,
+    """CREATE TABLE IF NOT EXISTS inflight (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     account TEXT NOT NULL,
     folder TEXT NOT NULL,
@@ -88,17 +133,17 @@ CREATE TABLE IF NOT EXISTS inflight (
     src_ids TEXT NOT NULL,
     bytes INTEGER NOT NULL,
     started REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS append_speed (account TEXT PRIMARY KEY, bytes_per_s REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
+)""",
+    "CREATE TABLE IF NOT EXISTS append_speed (account TEXT PRIMARY KEY, bytes_per_s REAL NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     started REAL NOT NULL,
     finished REAL,
     status TEXT NOT NULL DEFAULT 'running',
     dry_run INTEGER NOT NULL DEFAULT 0,
     pid INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS account_runs (
+)""",
+    """CREATE TABLE IF NOT EXISTS account_runs (
     run_id INTEGER NOT NULL,
     account TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -111,16 +156,69 @@ CREATE TABLE IF NOT EXISTS account_runs (
     error TEXT NOT NULL DEFAULT '',
     started REAL NOT NULL,
     PRIMARY KEY (run_id, account)
-);
-"""
+)""",
+    _RUNS_BY_ACCOUNT,
+    _ACCOUNT_SKIPS,
+)
 
-COPIED = "copied"
-EXISTING = "existing"
-FAILED = "failed"
-# Filtered out only once downloaded (a source that lists sizes as bounds: Gmail): recorded so that
-# later passes do not download it again. Such a row's ``fingerprint`` is the filters it was judged
-# under (migrate.filters_key): under other filters it is judged again.
-SKIPPED = "skipped"
+
+def _recount(where: str) -> str:
+    """The UPDATE that sets the figures of the accounts ``where`` selects from their records."""
+    return f"""UPDATE accounts SET
+    folders = (SELECT COUNT(*) FROM folders f WHERE f.account = accounts.account),
+    (copied, existing, failed, bytes) = (
+        SELECT COALESCE(SUM(m.status = '{COPIED}'), 0), COALESCE(SUM(m.status = '{EXISTING}'), 0),
+            COALESCE(SUM(m.status = '{FAILED}'), 0), COALESCE(SUM(CASE WHEN m.status = '{COPIED}' THEN m.size END), 0)
+        FROM messages m WHERE m.account = accounts.account),
+    (last_run, last_duration) = (
+        SELECT r.run_id, r.duration FROM account_runs r WHERE r.account = accounts.account ORDER BY r.run_id DESC LIMIT 1)
+    {where}"""
+
+
+_RECOUNT_SKIPS = f"""INSERT INTO account_skips(account, reason, n)
+    SELECT account, reason, SUM(n) FROM (
+        SELECT f.account AS account, j.key AS reason, j.value AS n FROM folders f, json_each(f.skipped) j
+            WHERE j.key != '{SKIP_EXISTING}'
+        UNION ALL SELECT account, reason, 1 FROM messages WHERE status = '{SKIPPED}')
+    GROUP BY account, reason HAVING SUM(n) != 0"""
+
+
+def _message_figures(row: str, sign: str) -> str:
+    """Statements that add (``sign`` "+") or take away ("-") message record ``row`` (NEW or OLD)."""
+    return f"""UPDATE accounts SET copied = copied {sign} ({row}.status = '{COPIED}'),
+        existing = existing {sign} ({row}.status = '{EXISTING}'), failed = failed {sign} ({row}.status = '{FAILED}'),
+        bytes = bytes {sign} (CASE WHEN {row}.status = '{COPIED}' THEN {row}.size ELSE 0 END)
+        WHERE account = {row}.account;
+    INSERT INTO account_skips(account, reason, n) SELECT {row}.account, {row}.reason, {sign}1
+        WHERE {row}.status = '{SKIPPED}' ON CONFLICT(account, reason) DO UPDATE SET n = n + excluded.n;"""
+
+
+def _folder_figures(row: str, sign: str) -> str:
+    """Statements that add or take away folder row ``row``: one folder, and the skips of its last pass."""
+    return f"""UPDATE accounts SET folders = folders {sign} 1 WHERE account = {row}.account;
+    INSERT INTO account_skips(account, reason, n) SELECT {row}.account, j.key, {sign}j.value
+        FROM json_each({row}.skipped) j WHERE j.key != '{SKIP_EXISTING}'
+        ON CONFLICT(account, reason) DO UPDATE SET n = n + excluded.n;"""
+
+
+# The figures follow every change of the records, whichever statement makes it. The writes are upserts
+# (an INSERT OR REPLACE would delete a row without firing its DELETE trigger).
+_TRIGGERS = (
+    f"CREATE TRIGGER IF NOT EXISTS messages_added AFTER INSERT ON messages BEGIN {_message_figures('NEW', '+')} END",
+    f"CREATE TRIGGER IF NOT EXISTS messages_removed AFTER DELETE ON messages BEGIN {_message_figures('OLD', '-')} END",
+    "CREATE TRIGGER IF NOT EXISTS messages_changed AFTER UPDATE OF account, status, size, reason ON messages "
+    f"BEGIN {_message_figures('OLD', '-')} {_message_figures('NEW', '+')} END",
+    f"CREATE TRIGGER IF NOT EXISTS folders_added AFTER INSERT ON folders BEGIN {_folder_figures('NEW', '+')} END",
+    f"CREATE TRIGGER IF NOT EXISTS folders_removed AFTER DELETE ON folders BEGIN {_folder_figures('OLD', '-')} END",
+    "CREATE TRIGGER IF NOT EXISTS folders_changed AFTER UPDATE OF account, skipped ON folders "
+    f"BEGIN {_folder_figures('OLD', '-')} {_folder_figures('NEW', '+')} END",
+    "CREATE TRIGGER IF NOT EXISTS account_run_added AFTER INSERT ON account_runs BEGIN "
+    "UPDATE accounts SET last_run = NEW.run_id, last_duration = NEW.duration "
+    "WHERE account = NEW.account AND (last_run IS NULL OR last_run <= NEW.run_id); END",
+    # an account's row made after records of it (its state forgotten while a run was recording)
+    f"CREATE TRIGGER IF NOT EXISTS account_added AFTER INSERT ON accounts BEGIN "
+    f"{_recount('WHERE account = NEW.account')}; END",
+)
 
 
 class StateUnreadable(ConfigError):
@@ -199,7 +297,7 @@ class AccountSummary(NamedTuple):
     folders: int
     copied: int
     existing: int
-    skipped: Counter[str]
+    skipped: Mapping[str, int]  # by reason; an account without skips shares one empty mapping
     failed: int
     bytes: int
     last_started: float | None
@@ -217,10 +315,7 @@ class AccountProgress(NamedTuple):
     last_finished: float | None
 
 
-def _no_skips() -> Counter[str]:
-    """An empty Counter for an account without skips, made without ``Counter.__init__`` (which only
-    counts what it is given): a fifth of the time, for each of 100,000 accounts."""
-    return Counter.__new__(Counter)
+_NO_SKIPS: Mapping[str, int] = MappingProxyType({})
 
 
 class StateDB:
@@ -230,13 +325,16 @@ class StateDB:
         self.path = path
         try:
             self._open(path, readonly)
-        except sqlite3.DatabaseError as exc:  # not a database, truncated, or written by something else
+        except (sqlite3.DatabaseError, ConfigError) as exc:  # not a database, truncated, or from a newer version
             db = getattr(self, "_db", None)
             if db is not None:
                 db.close()
+            if isinstance(exc, ConfigError):
+                raise
             raise StateUnreadable(path, exc) from None
 
     def _open(self, path: Path, readonly: bool) -> None:
+        self._legacy = False
         if readonly:
             # A dry run reads what exists and writes nothing anywhere: no file is created. A reader of a
             # WAL database leaves -wal/-shm files behind, so unless a run's WAL is there (running or
@@ -246,7 +344,7 @@ class StateDB:
             target = uri if path.exists() else "file::memory:"
             self._db = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False)
             if path.exists():
-                self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                self._legacy = self._schema() == 1  # its figures are counted when read (summaries)
                 return
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,10 +353,38 @@ class StateDB:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=60000")
         with self.transaction():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
-            self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            version = self._schema()
+            if version == 1:
+                self._migrate_from_1()
+            for statement in (*_TABLES, *_TRIGGERS):
+                self._db.execute(statement)
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES ('schema', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+
+    def _schema(self) -> int | None:
+        """The schema version of the open database (None: a new one); refuses one newer than this code."""
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        version = int(row[0]) if row else None
+        if version is not None and version > SCHEMA_VERSION:
+            raise ConfigError(
+                self.path,
+                [f"the task's state database was written by a newer mailmig-tui (state schema {version}; this "
+                 f"version reads up to {SCHEMA_VERSION}). Fix: run the task with that newer mailmig-tui"],
+            )  # fmt: skip
+        return version
+
+    def _migrate_from_1(self) -> None:
+        """Schema 1 to 2: the accounts' figures, counted once from their records, then kept by triggers."""
+        for column in _FIGURE_COLUMNS:
+            self._db.execute(f"ALTER TABLE accounts ADD COLUMN {column}")
+        for statement in (_RUNS_BY_ACCOUNT, _ACCOUNT_SKIPS, _FAILED_MESSAGES):
+            self._db.execute(statement)
+        self._db.execute(_recount(""))
+        self._db.execute(_RECOUNT_SKIPS)
 
     @classmethod
     def open_readonly(cls, path: Path) -> StateDB:
@@ -320,7 +446,8 @@ class StateDB:
     def forget(self, account: str | None = None) -> None:
         """Drop the state of one account (or all): the next run rescans and matches by fingerprint."""
         with self.transaction() as db:
-            for table in ("accounts", "folders", "messages"):
+            # the accounts first: the triggers of the records deleted then have no figures to keep
+            for table in ("accounts", "folders", "messages", "account_skips"):
                 if account is None:
                     db.execute(f"DELETE FROM {table}")
                 else:
@@ -352,8 +479,11 @@ class StateDB:
     ) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO folders(account, folder, validity, marker, filters, dest_folder, skipped, clean, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO folders(account, folder, validity, marker, filters, dest_folder, skipped, clean, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(account, folder) DO UPDATE SET "
+                "validity = excluded.validity, marker = excluded.marker, filters = excluded.filters, "
+                "dest_folder = excluded.dest_folder, skipped = excluded.skipped, clean = excluded.clean, "
+                "updated = excluded.updated",
                 (account, folder, validity, marker, filters, dest_folder, json.dumps(skipped), clean, time.time()),
             )
 
@@ -436,8 +566,12 @@ class StateDB:
                     (account, sample[0] / sample[1]),
                 )
             db.executemany(
-                "INSERT OR REPLACE INTO messages(account, folder, validity, src_id, status, dest_folder, dest_validity, "
-                "dest_uid, fingerprint, size, reason, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages(account, folder, validity, src_id, status, dest_folder, dest_validity, "
+                "dest_uid, fingerprint, size, reason, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(account, folder, validity, src_id) DO UPDATE SET status = excluded.status, "
+                "dest_folder = excluded.dest_folder, dest_validity = excluded.dest_validity, "
+                "dest_uid = excluded.dest_uid, fingerprint = excluded.fingerprint, size = excluded.size, "
+                "reason = excluded.reason, time = excluded.time",
                 [
                     (
                         account,
@@ -526,64 +660,51 @@ class StateDB:
         return {"id": row[0], "started": row[1], "finished": row[2], "status": row[3]}
 
     def summaries(self) -> dict[str, AccountSummary]:
-        """Per account: totals from the message records plus the latest run's figures.
+        """Per account: its figures (kept in its row as its records change) and its latest run's duration.
 
-        A handful of queries grouped by account, not several per account (issue 14: 100,000 users)."""
-        counts: dict[str, dict[str, int]] = {}
-        copied_bytes: dict[str, int] = {}
-        for account, status, n, size in self._db.execute(
-            "SELECT account, status, COUNT(*), COALESCE(SUM(size), 0) FROM messages GROUP BY account, status"
-        ):
-            counts.setdefault(account, {})[status] = n
-            if status == COPIED:
-                copied_bytes[account] = int(size)
-        skipped: dict[str, Counter[str]] = {}
-        folders: Counter[str] = Counter()
-        for account, raw in self._db.execute("SELECT account, skipped FROM folders ORDER BY account, folder"):
-            # mail found at the destination is counted from its records below (a folder's own
-            # counts are those of its last pass only)
-            skipped.setdefault(account, Counter()).update(
-                {k: v for k, v in json.loads(raw).items() if k != SKIP_EXISTING}
-            )
-            folders[account] += 1
-        for account, by_status in counts.items():
-            if by_status.get(EXISTING):
-                skipped.setdefault(account, Counter())[SKIP_EXISTING] += by_status[EXISTING]
+        Two reads of small tables, none of the message records (issue 14: 100,000 accounts)."""
+        return self._legacy_summaries() if self._legacy else self._summaries()
+
+    def _summaries(self) -> dict[str, AccountSummary]:
+        skips: dict[str, dict[str, int]] = {}  # plain dicts: a Counter each costs 100,000 calls of its __init__
         for account, reason, n in self._db.execute(
-            "SELECT account, reason, COUNT(*) FROM messages WHERE status = ? GROUP BY account, reason "
-            "ORDER BY account, reason",
-            (SKIPPED,),
+            "SELECT account, reason, n FROM account_skips WHERE n != 0 ORDER BY account, reason"
         ):
-            skipped.setdefault(account, Counter())[reason] += n
-        # SQLite takes the bare column (duration) from the row holding the MAX(run_id)
-        last_duration = dict(
+            skips.setdefault(account, {})[reason] = n
+        none, out = _NO_SKIPS, {}
+        for account, destination, status, once, folders, copied, existing, failed, size, started, finished, took, error in (
             self._db.execute(
-                "SELECT account, duration FROM (SELECT account, duration, MAX(run_id) FROM account_runs GROUP BY account)"
+                "SELECT account, destination, status, completed_once, folders, copied, existing, failed, bytes, "
+                "last_started, last_finished, COALESCE(last_duration, 0.0), last_error FROM accounts"
             )
-        )
-        out: dict[str, AccountSummary] = {}
-        none: dict[str, int] = {}
-        for account, destination, status, completed_once, started, finished, error in self._db.execute(
-            "SELECT account, destination, status, completed_once, last_started, last_finished, last_error FROM accounts"
-        ):
-            own = counts.get(account, none)
+        ):  # fmt: skip
+            skipped = skips.get(account, none)
+            if existing:  # mail found at the destination: a reason of its own, first
+                skipped = {SKIP_EXISTING: existing, **skipped}
             out[account] = AccountSummary(
-                account,
-                destination,
-                status,
-                bool(completed_once),
-                folders.get(account, 0),
-                own.get(COPIED, 0),
-                own.get(EXISTING, 0),
-                skipped.get(account) or _no_skips(),
-                own.get(FAILED, 0),
-                copied_bytes.get(account, 0),
-                started,
-                finished,
-                last_duration.get(account, 0.0),
-                error,
-            )
+                account, destination, status, once != 0, folders, copied, existing, skipped, failed, size, started,
+                finished, took, error,
+            )  # fmt: skip
         return out
+
+    def _legacy_summaries(self) -> dict[str, AccountSummary]:
+        """The summaries of a schema 1 database opened read-only: its figures are counted from its records
+        into temporary tables that stand in for the accounts and their skips (the next run's write
+        migrates the file)."""
+        db = self._db
+        db.execute("CREATE TEMP TABLE accounts AS SELECT * FROM main.accounts")
+        for column in _FIGURE_COLUMNS:
+            db.execute(f"ALTER TABLE temp.accounts ADD COLUMN {column}")
+        db.execute("CREATE TEMP TABLE account_runs AS SELECT run_id, account, duration FROM main.account_runs")
+        db.execute(_RUNS_BY_ACCOUNT.replace("EXISTS ", "EXISTS temp."))
+        db.execute(_ACCOUNT_SKIPS.replace("EXISTS ", "EXISTS temp."))
+        try:
+            db.execute(_recount(""))
+            db.execute(_RECOUNT_SKIPS)
+            return self._summaries()
+        finally:
+            for table in ("accounts", "account_runs", "account_skips"):
+                db.execute(f"DROP TABLE temp.{table}")
 
     def progress(self) -> dict[str, AccountProgress]:
         """Per account, where it stands: one read of the accounts table and none of the messages
@@ -599,14 +720,15 @@ class StateDB:
         """Every account's failed messages (folder, source id, reason), in one query."""
         out: dict[str, list[tuple[str, str, str]]] = {}
         for account, folder, src_id, reason in self._db.execute(
-            "SELECT account, folder, src_id, reason FROM messages WHERE status = ? ORDER BY account, folder, src_id",
-            (FAILED,),
+            f"SELECT account, folder, src_id, reason FROM messages WHERE status = '{FAILED}' "
+            "ORDER BY account, folder, src_id"
         ):
             out.setdefault(account, []).append((folder, src_id, reason))
         return out
 
     def failed_messages(self, account: str) -> list[tuple[str, str, str]]:
         return self._db.execute(
-            "SELECT folder, src_id, reason FROM messages WHERE account = ? AND status = ? ORDER BY folder, src_id",
-            (account, FAILED),
+            f"SELECT folder, src_id, reason FROM messages WHERE account = ? AND status = '{FAILED}' "
+            "ORDER BY folder, src_id",
+            (account,),
         ).fetchall()

@@ -30,4 +30,19 @@ def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
     ``keep_newlines`` leaves LF alone, for a text made of several lines on purpose (a dialog's body);
     a text that must stay one line (a log field, a mail subject) escapes it too.
     """
+    if len(text) > _LONG and not _has_controls(text, keep_newlines):
+        return text
     return (_CONTROL_BUT_LF if keep_newlines else _CONTROL).sub(_escape, text)
+
+
+# A long text (a report of 100,000 lines) is first checked at C speed: its UTF-8 bytes without the
+# printable ASCII ones, searched for a control character's encoding (a third of a regex's time).
+_LONG = 65536
+_PLAIN = bytes(range(0x20, 0x7F))
+_CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]")
+_CONTROL_BYTES_BUT_LF = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]")
+
+
+def _has_controls(text: str, keep_newlines: bool) -> bool:
+    rest = text.encode("utf-8", "surrogatepass").translate(None, _PLAIN)
+    return (_CONTROL_BYTES_BUT_LF if keep_newlines else _CONTROL_BYTES).search(rest) is not None

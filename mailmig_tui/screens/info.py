@@ -28,13 +28,13 @@ from mailmig_tui.engine.model import Task, account_key
 from mailmig_tui.engine.state import AccountSummary
 from mailmig_tui.engine.status import StatusReader, TaskStatus, files_signature
 from mailmig_tui.engine.textsafe import escape_controls
+from mailmig_tui.engine.units import human_bytes
 from mailmig_tui.messages import RunEvents, RunStateChanged
 from mailmig_tui.runs import (
     STOPPING_TEXT,
     Run,
     duration_text,
     holder_text,
-    size_text,
     status_style,
     status_text,
     when_text,
@@ -300,7 +300,7 @@ class InfoScreen(Screen[None]):
             eta = f", about {duration_text(progress.eta_s)} left" if progress.eta_s else ""
             text.append(
                 f"; now {escape_controls(progress.folder)} {progress.done}/{progress.total}, account "
-                f"{progress.account_done}/{progress.account_total} messages, {size_text(progress.bytes_per_s)}/s{eta}"
+                f"{progress.account_done}/{progress.account_total} messages, {human_bytes(progress.bytes_per_s, 'B')}/s{eta}"
             )
         if s.last_error:
             text.append(f"; last error: {escape_controls(s.last_error)}", style="red")

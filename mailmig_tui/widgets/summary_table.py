@@ -7,8 +7,7 @@ screen whose figures changed.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rich.cells import cell_len
@@ -16,9 +15,10 @@ from rich.text import Text
 from textual import events
 
 from mailmig_tui.engine.account import SKIP_VANISHED
-from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
+from mailmig_tui.engine.skips import SKIP_EXISTING, SKIP_TOO_BIG, SKIP_TOO_NEW, SKIP_TOO_OLD
 from mailmig_tui.engine.textsafe import escape_controls
-from mailmig_tui.runs import duration_text, size_text
+from mailmig_tui.engine.units import human_bytes
+from mailmig_tui.runs import duration_text
 from mailmig_tui.widgets.virtual_table import CELL_PADDING, VirtualTable
 
 STATE_WIDTH = 22
@@ -71,7 +71,7 @@ class AccountRow:
     state: str = "not started"
     folders: int | str = 0  # "3/12" while the account is copied
     copied: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
+    skipped: Mapping[str, int] = field(default_factory=dict)
     failed: int = 0
     bytes: int = 0
     duration: float = 0.0
@@ -86,13 +86,13 @@ class AccountRow:
             "copied": Text(str(self.copied), justify="right"),
             "skipped": Text(_clip(skipped_cell(self.skipped), SKIPPED_WIDTH), overflow="ellipsis"),
             "failed": Text(str(self.failed), justify="right", style="red" if self.failed else ""),
-            "bytes": Text(size_text(self.bytes) if self.bytes else "-", justify="right"),
+            "bytes": Text(human_bytes(self.bytes, "B") if self.bytes else "-", justify="right"),
             "duration": Text(duration_text(self.duration), justify="right"),
             "error": Text(_clip(self.error, ERROR_WIDTH), style="red" if self.error else "", overflow="ellipsis"),
         }
 
 
-def skipped_cell(skipped: Counter[str]) -> str:
+def skipped_cell(skipped: Mapping[str, int]) -> str:
     total = sum(skipped.values())
     if not total:
         return "0"
@@ -100,7 +100,7 @@ def skipped_cell(skipped: Counter[str]) -> str:
     return f"{total}: {parts}"
 
 
-def skipped_detail(skipped: Counter[str]) -> str:
+def skipped_detail(skipped: Mapping[str, int]) -> str:
     return "; ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()) if n) or "nothing skipped"
 
 

@@ -1,13 +1,20 @@
-"""engine/state.py: the per-account summaries read from the state database."""
+"""engine/state.py: the per-account summaries read from the state database, the figures its
+triggers keep, and the migration of a schema 1 database."""
 
 from __future__ import annotations
 
+import json
+import random
+import sqlite3
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from mailmig_tui.engine.sources.base import SKIP_EXISTING
 from mailmig_tui.engine.state import COPIED, EXISTING, FAILED, SKIPPED, MessageRow, StateDB
+from mailmig_tui.engine.store import ConfigError
 
 
 def _folder(db: StateDB, account: str, folder: str, skipped: dict[str, int]) -> None:
@@ -66,7 +73,7 @@ def test_summaries_of_several_accounts_keep_each_accounts_own_figures(tmp_path: 
     assert (alice.status, alice.completed_once, alice.destination) == ("complete", True, "alice-dst")
     assert (alice.folders, alice.copied, alice.existing, alice.failed, alice.bytes) == (2, 2, 1, 1, 120)
     assert alice.skipped == Counter({"too big": 3, "older than": 1, SKIP_EXISTING: 1, "larger than": 2})
-    assert list(alice.skipped) == ["older than", "too big", SKIP_EXISTING, "larger than"]
+    assert list(alice.skipped) == [SKIP_EXISTING, "larger than", "older than", "too big"]  # by reason
     assert alice.last_duration == 2.5
     assert (bob.status, bob.last_error, bob.completed_once) == ("failed", "login refused", False)
     assert (bob.folders, bob.copied, bob.existing, bob.failed, bob.bytes) == (1, 1, 1, 0, 3000)
@@ -99,3 +106,243 @@ def test_failed_by_account_lists_each_accounts_failures_in_order(tmp_path: Path)
     }
     assert db.failed_by_account()["alice"] == db.failed_messages("alice")
     db.close()
+
+
+def _figures(db: StateDB) -> dict[str, tuple]:
+    return {a: (s.folders, s.copied, s.existing, s.failed, s.bytes, dict(s.skipped), s.last_duration)
+            for a, s in db.summaries().items()}  # fmt: skip
+
+
+def _counted(path: Path) -> dict[str, tuple]:
+    """The figures counted afresh from the records, in Python: what the triggers must have kept."""
+    raw = sqlite3.connect(path)
+    out: dict[str, tuple] = {}
+    for (account,) in raw.execute("SELECT account FROM accounts").fetchall():
+        by_status = Counter({COPIED: 0, EXISTING: 0, FAILED: 0})
+        copied_bytes, skipped = 0, Counter()
+        for status, size, reason in raw.execute(
+            "SELECT status, size, reason FROM messages WHERE account = ?", (account,)
+        ):
+            by_status[status] += 1
+            copied_bytes += size if status == COPIED else 0
+            skipped[reason] += status == SKIPPED
+        folders = raw.execute("SELECT skipped FROM folders WHERE account = ?", (account,)).fetchall()
+        for (text,) in folders:
+            skipped.update({k: v for k, v in json.loads(text).items() if k != SKIP_EXISTING})
+        skipped[SKIP_EXISTING] = by_status[EXISTING]
+        runs = raw.execute("SELECT duration FROM account_runs WHERE account = ? ORDER BY run_id DESC", (account,))
+        last = runs.fetchone()
+        figures = (len(folders), by_status[COPIED], by_status[EXISTING], by_status[FAILED], copied_bytes)
+        out[account] = (*figures, dict(+skipped), last[0] if last else 0.0)
+    raw.close()
+    return out
+
+
+def test_the_figures_follow_every_change_of_the_records(tmp_path: Path) -> None:
+    db = StateDB(tmp_path / "t.db")
+    db.bind_account("alice", "imap://src", "alice")
+    db.record("alice", [MessageRow("INBOX", "1", "1", FAILED, size=50, reason="refused")])
+    _folder(db, "alice", "INBOX", {"too big": 2, SKIP_EXISTING: 4})
+    assert _figures(db)["alice"] == (1, 0, 0, 1, 0, {"too big": 2}, 0.0)
+    # the retry copies the failed message: counted once, as copied
+    db.record("alice", [MessageRow("INBOX", "1", "1", COPIED, size=50), MessageRow("INBOX", "1", "2", EXISTING)])
+    # the folder's next pass replaces its skips; a skipped record and a second folder come on top
+    _folder(db, "alice", "INBOX", {"older than": 1})
+    _folder(db, "alice", "Sent", {})
+    db.record("alice", [MessageRow("Sent", "1", "3", SKIPPED, reason="larger than", fingerprint="f1")])
+    _run(db, "alice", 3.0)
+    assert _figures(db)["alice"] == (2, 1, 1, 0, 50, {"larger than": 1, "older than": 1, SKIP_EXISTING: 1}, 3.0)
+    # under other filters the skip is judged again; the folder recreated (new UIDVALIDITY) releases its records
+    assert db.forget_skipped("alice", "Sent", "f2") == 1
+    assert db.release_stale("alice", "INBOX", "2") == 2
+    assert _figures(db)["alice"] == (2, 0, 0, 0, 0, {"older than": 1}, 3.0)
+    # forgotten: no records left, and a new binding starts from nothing but the run history
+    db.forget("alice")
+    db.bind_account("alice", "imap://src", "alice")
+    assert _figures(db)["alice"] == (0, 0, 0, 0, 0, {}, 3.0)
+    assert db._db.execute("SELECT COUNT(*) FROM account_skips").fetchone() == (0,)
+    db.close()
+
+
+def test_an_account_bound_after_its_records_counts_them(tmp_path: Path) -> None:
+    """Forgotten while a run of it was still recording: its next binding finds the records made since."""
+    db = StateDB(tmp_path / "t.db")
+    db.record("bob", [MessageRow("INBOX", "1", "1", COPIED, size=10), MessageRow("INBOX", "1", "2", FAILED)])
+    _folder(db, "bob", "INBOX", {"too big": 1})
+    db.bind_account("bob", "imap://src", "bob")
+    assert _figures(db)["bob"] == (1, 1, 0, 1, 10, {"too big": 1}, 0.0)
+    db.close()
+
+
+def test_the_figures_kept_agree_with_a_count_of_the_records_after_random_work(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    rng = random.Random(14)
+    db = StateDB(path)
+    accounts = [f"user{i}" for i in range(6)]
+    for account in accounts[:5]:
+        db.bind_account(account, "imap://src", account)
+    statuses = (COPIED, EXISTING, FAILED, SKIPPED)
+    reasons = ("", "too big", "older than", "larger than")
+    for _ in range(400):
+        account, folder = rng.choice(accounts), rng.choice(("INBOX", "Sent", "Archive"))
+        validity = rng.choice("12")
+        action = rng.random()
+        if action < 0.55:
+            db.record(account, [
+                MessageRow(folder, validity, str(rng.randrange(30)), rng.choice(statuses), size=rng.randrange(5000),
+                           reason=rng.choice(reasons), fingerprint=rng.choice(("f1", "f2")))
+                for _ in range(rng.randrange(1, 6))
+            ])  # fmt: skip
+        elif action < 0.7:
+            skips = {r: rng.randrange(4) for r in rng.sample((*reasons[1:], SKIP_EXISTING), 2)}
+            _folder(db, account, folder, skips)
+        elif action < 0.78:
+            db.release_stale(account, folder, validity)
+        elif action < 0.84:
+            db.forget_skipped(account, folder, rng.choice(("f1", "f2")))
+        elif action < 0.92:
+            _run(db, account, round(rng.random() * 10, 2))
+        elif action < 0.96:
+            db.forget(account)
+            db.bind_account(account, "imap://src", account)
+        else:
+            db.bind_account(accounts[5], "imap://src", accounts[5])
+    kept = _figures(db)
+    db.close()
+    assert kept == _counted(path)
+    assert sum(f[1] + f[3] for f in kept.values()) > 20  # the work left records to count
+
+
+_SCHEMA_1_ROWS = (
+    "INSERT INTO meta VALUES ('schema', '1')",
+    "INSERT INTO accounts(account, source_identity, destination, status, completed_once, last_started, last_finished) "
+    "VALUES ('alice', 'imap://src', 'alice-dst', 'complete', 1, 10.0, 20.0), ('bob', 'imap://src', 'bob', 'pending', 0, NULL, NULL)",
+    "INSERT INTO folders VALUES ('alice', 'INBOX', '1', 'm', 'f', 'INBOX', '{\"too big\": 2, \"already at the destination\": 5}', 1, 0), "
+    "('alice', 'Sent', '1', 'm', 'f', 'Sent', '{}', 1, 0)",
+    "INSERT INTO messages(account, folder, validity, src_id, status, size, reason, time) VALUES "
+    "('alice', 'INBOX', '1', '1', 'copied', 100, '', 0), ('alice', 'INBOX', '1', '2', 'existing', 7, '', 0), "
+    "('alice', 'Sent', '1', '3', 'skipped', 9, 'larger than', 0), ('alice', 'Sent', '1', '4', 'failed', 1, 'x', 0)",
+    "INSERT INTO runs(id, started, finished, status, pid) VALUES (1, 0, 1, 'completed', 1), (2, 2, 3, 'completed', 1)",
+    "INSERT INTO account_runs(run_id, account, status, duration, started) VALUES (2, 'alice', 'complete', 4.5, 2), "
+    "(1, 'alice', 'complete', 1.5, 0)",
+)
+_ALICE = (2, 1, 1, 1, 100, {"larger than": 1, "too big": 2, SKIP_EXISTING: 1}, 4.5)
+
+
+def _schema_1_database(path: Path) -> None:
+    raw = sqlite3.connect(path)
+    raw.executescript(_SCHEMA_1 + ";".join(_SCHEMA_1_ROWS))
+    raw.commit()
+    raw.close()
+
+
+def test_a_schema_1_database_is_read_as_it_is_and_migrated_by_the_next_write(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "t.db"
+    path.parent.mkdir()
+    _schema_1_database(path)
+    before = path.read_bytes()
+    reader = StateDB.open_readonly(path)
+    assert _figures(reader) == {"alice": _ALICE, "bob": (0, 0, 0, 0, 0, {}, 0.0)}
+    assert _figures(reader) == _figures(reader)  # its stand-in tables are gone after each read
+    reader.close()
+    assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == ["t.db"]
+
+    db = StateDB(path)
+    assert db._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    assert _figures(db)["alice"] == _ALICE
+    db.record("alice", [MessageRow("Sent", "1", "4", COPIED, size=11)])  # the failed message, copied at last
+    assert _figures(db)["alice"][1:5] == (2, 1, 0, 111)
+    db.close()
+    again = StateDB.open_readonly(path)
+    assert _figures(again)["alice"][1:5] == (2, 1, 0, 111)
+    again.close()
+
+
+def test_a_database_of_a_newer_version_is_refused_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    StateDB(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    raw.commit()
+    raw.close()
+    for opener in (StateDB, StateDB.open_readonly):
+        with pytest.raises(ConfigError) as caught:
+            opener(path)
+        assert str(path) in str(caught.value) and "newer mailmig-tui (state schema 3" in str(caught.value)
+
+
+# the state database as schema 1 made it
+_SCHEMA_1 = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    account TEXT PRIMARY KEY,
+    source_identity TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    completed_once INTEGER NOT NULL DEFAULT 0,
+    last_started REAL,
+    last_finished REAL,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS folders (
+    account TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    validity TEXT NOT NULL,
+    marker TEXT NOT NULL,
+    filters TEXT NOT NULL,
+    dest_folder TEXT NOT NULL,
+    skipped TEXT NOT NULL DEFAULT '{}',
+    clean INTEGER NOT NULL DEFAULT 0,
+    updated REAL NOT NULL,
+    PRIMARY KEY (account, folder)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    account TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    validity TEXT NOT NULL,
+    src_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    dest_folder TEXT NOT NULL DEFAULT '',
+    dest_validity INTEGER,
+    dest_uid INTEGER,
+    fingerprint TEXT NOT NULL DEFAULT '',
+    size INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    time REAL NOT NULL,
+    PRIMARY KEY (account, folder, validity, src_id)
+);
+CREATE INDEX IF NOT EXISTS messages_by_dest ON messages (account, dest_folder, status);
+CREATE TABLE IF NOT EXISTS inflight (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    validity TEXT NOT NULL,
+    dest_folder TEXT NOT NULL,
+    src_ids TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    started REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS append_speed (account TEXT PRIMARY KEY, bytes_per_s REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL DEFAULT 'running',
+    dry_run INTEGER NOT NULL DEFAULT 0,
+    pid INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS account_runs (
+    run_id INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    status TEXT NOT NULL,
+    folders INTEGER NOT NULL DEFAULT 0,
+    copied INTEGER NOT NULL DEFAULT 0,
+    skipped TEXT NOT NULL DEFAULT '{}',
+    failed INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    duration REAL NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    started REAL NOT NULL,
+    PRIMARY KEY (run_id, account)
+);
+"""

@@ -36,6 +36,17 @@ def test_escape_controls(text: str, shown: str) -> None:
     assert escape_controls(shown) == shown  # escaping twice changes nothing
 
 
+def test_a_long_text_is_escaped_as_a_short_one_is() -> None:
+    """Each control character (and its neighbours in UTF-8) in a text long enough for the byte check."""
+    filler = "user@example.org → Entwürfe · 日本語 ° « » 🙂 \u2027\u202a \n" * 2000
+    controls = [chr(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)]
+    for char in ["", *controls]:
+        text = filler + char + filler[:20]
+        for keep in (False, True):
+            expected = "".join(escape_controls(part, keep_newlines=keep) for part in text.splitlines(keepends=True))
+            assert escape_controls(text, keep_newlines=keep) == expected, (repr(char), keep)
+
+
 def test_one_event_is_one_log_line_and_reads_back(tmp_path) -> None:
     path = tmp_path / "acme.log"
     writer = LogWriter(path, Redactor(["s3cr\tet"]))

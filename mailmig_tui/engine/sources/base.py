@@ -17,6 +17,10 @@ from typing import Protocol
 from mailmig_tui.engine.folders import RemoteFolder
 from mailmig_tui.engine.model import Filters, User
 from mailmig_tui.engine.model import Source as SourceSettings
+from mailmig_tui.engine.skips import SKIP_EXISTING as SKIP_EXISTING  # the sources' own names for them
+from mailmig_tui.engine.skips import SKIP_TOO_BIG as SKIP_TOO_BIG
+from mailmig_tui.engine.skips import SKIP_TOO_NEW as SKIP_TOO_NEW
+from mailmig_tui.engine.skips import SKIP_TOO_OLD as SKIP_TOO_OLD
 
 
 @dataclass(frozen=True)
@@ -126,12 +130,6 @@ def date_window(filters: Filters) -> tuple[dt.date | None, dt.date | None]:
     since = filters.skip_before
     until = filters.skip_after + dt.timedelta(days=1) if filters.skip_after else None
     return since, until
-
-
-SKIP_TOO_OLD = "received before the date filter"
-SKIP_TOO_NEW = "received after the date filter"
-SKIP_TOO_BIG = "over the size limit"
-SKIP_EXISTING = "already at the destination"
 
 
 def retry_after_seconds(value: str | None) -> float | None:
