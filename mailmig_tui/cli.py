@@ -302,6 +302,9 @@ def _human_bytes(n: float) -> str:
 def _skips(counter: Mapping[str, int]) -> str:
     if not counter:
         return "none"
+    if len(counter) == 1:  # most accounts: no sort, no join
+        ((reason, n),) = counter.items()
+        return f"{n} {reason}"
     return ", ".join([f"{n} {reason}" for reason, n in sorted(counter.items())])
 
 
@@ -593,7 +596,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 # The figures of an account the state knows nothing of (never run, or forgotten).
-_NOT_STARTED = AccountSummary("", "", "not started", False, 0, 0, 0, Counter(), 0, 0, None, None, 0.0, "")
+_NOT_STARTED = AccountSummary("", "", "not started", 0, 0, 0, {}, 0, 0, None, None, 0.0, "")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -293,7 +293,6 @@ class AccountSummary(NamedTuple):
     account: str
     destination: str
     status: str
-    completed_once: bool
     folders: int
     copied: int
     existing: int
@@ -672,18 +671,18 @@ class StateDB:
         ):
             skips.setdefault(account, {})[reason] = n
         none, out = _NO_SKIPS, {}
-        for account, destination, status, once, folders, copied, existing, failed, size, started, finished, took, error in (
+        for account, destination, status, folders, copied, existing, failed, size, started, finished, took, error in (
             self._db.execute(
-                "SELECT account, destination, status, completed_once, folders, copied, existing, failed, bytes, "
+                "SELECT account, destination, status, folders, copied, existing, failed, bytes, "
                 "last_started, last_finished, COALESCE(last_duration, 0.0), last_error FROM accounts"
             )
         ):  # fmt: skip
             skipped = skips.get(account, none)
             if existing:  # mail found at the destination: a reason of its own, first
-                skipped = {SKIP_EXISTING: existing, **skipped}
+                skipped = {SKIP_EXISTING: existing} if skipped is none else {SKIP_EXISTING: existing, **skipped}
             out[account] = AccountSummary(
-                account, destination, status, once != 0, folders, copied, existing, skipped, failed, size, started,
-                finished, took, error,
+                account, destination, status, folders, copied, existing, skipped, failed, size, started, finished,
+                took, error,
             )  # fmt: skip
         return out
 
