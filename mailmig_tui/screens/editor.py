@@ -41,6 +41,7 @@ from mailmig_tui.widgets.form import (
     base_path,
     build,
     editing_widgets,
+    field_errors,
     focus_target,
     value_of,
 )
@@ -216,7 +217,7 @@ class TaskEditorScreen(Screen[str | None]):
 
     def show_problems(self, problems: list[model.Problem]) -> Widget | None:
         """Put each message next to its field; returns the widget to focus (the first bad field)."""
-        slots = list(self.query(FieldError))
+        slots = field_errors(self)
         by_path = {slot.path: slot for slot in slots}
         found: dict[FieldError, list[str]] = {}
         general: list[str] = []

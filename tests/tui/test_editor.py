@@ -14,7 +14,7 @@ from mailmig_tui.screens.editor import TaskEditorScreen
 from mailmig_tui.screens.editor_tabs import NotificationTab
 from mailmig_tui.screens.modals import ConfirmModal
 from mailmig_tui.widgets.filter_editor import FilterEditor
-from mailmig_tui.widgets.form import FieldError, PathSuggester, split_list
+from mailmig_tui.widgets.form import FieldError, PathSuggester, field_errors, split_list
 from tests.fakes.google import make_key
 from tests.tui.helpers import wait_for
 
@@ -71,8 +71,8 @@ async def focus(pilot: Pilot, selector: str) -> None:
 
 
 def error_of(screen: TaskEditorScreen, path: str) -> str:
-    slot = next(s for s in screen.query(FieldError) if s.path == path)
-    return "\n".join(slot.messages) if slot.display else ""
+    slot = next(s for s in field_errors(screen) if s.path == path)
+    return "\n".join(slot.messages) if slot.display and slot.is_attached else ""
 
 
 def errors(screen: TaskEditorScreen) -> dict[str, str]:
@@ -428,6 +428,7 @@ async def test_a_task_saved_unchanged_whether_its_tabs_were_shown_or_not():
             if not tabs:
                 assert not screen.query_one(FilterEditor).built, "the Filter tab is built when first shown"
                 assert not screen.query_one(NotificationTab).built, "the Notification tab is built when first shown"
+                assert not screen.query(FieldError), "a field's message slot is mounted when it has a message"
             for key in tabs:
                 await pilot.press(key)
                 await pilot.pause()
