@@ -539,7 +539,7 @@ async def _handled_key(pilot: Any, name: str, character: str | None = None) -> f
     while the screen has more to do after a paint (a footer rebuilt after the refresh, say).
 
     It waits by yielding to the loop, not by ``pilot._wait_for_screen``: that posts a callback to every widget
-    of the screen and waits for each to run it, about 70 ms on the editor's 280 widgets on a busy 2-core
+    of the screen and waits for each to run it, tens of ms on the editor's ~180 widgets on a busy 2-core
     machine with no key at all, work that a real key does not cause."""
     from textual import events
 
