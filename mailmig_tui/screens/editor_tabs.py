@@ -465,7 +465,7 @@ class NotificationTab(LazyForm):
 
     def fields(self) -> ComposeResult:
         yield Static("", id="smtp-note", classes="editor-warning", markup=False)
-        yield FieldError("notifications")
+        yield FieldError("notifications", id="notifications-error")
         yield field("Send on success", Switch(id=wid("notifications.on_success")))
         yield field(
             "Success recipients",
@@ -503,7 +503,9 @@ class NotificationTab(LazyForm):
             self.query_one(f"#{wid('notifications.success_to')}", Input).value = ", ".join(n.success_to)
             self.query_one(f"#{wid('notifications.on_failure')}", Switch).value = n.on_failure
             self.query_one(f"#{wid('notifications.failure_to')}", Input).value = ", ".join(n.failure_to)
-        self.query_one(FieldError).target = self.query_one(f"#{wid('notifications.on_success')}")
+        self.query_one("#notifications-error", FieldError).target = self.query_one(
+            f"#{wid('notifications.on_success')}"
+        )
 
     def write(self, data: dict[str, Any]) -> None:
         for name in ("on_success", "on_failure"):

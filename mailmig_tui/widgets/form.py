@@ -108,9 +108,9 @@ def field(label: str, widget: Widget, *, hint: str = "", path: str | None = None
 class LazyForm(VerticalScroll):
     """A form that edits one table of the task (``PATH``) on a tab, built the first time it is needed.
 
-    Mounting a form's fifty widgets costs a tenth of a second, and most edits never visit most tabs.
-    Until :meth:`build` the form has no widgets and keeps the value it was loaded with: :meth:`dump`
-    writes that value back unchanged. Subclasses give the fields (:meth:`fields`), put the value into
+    A form's fifty widgets take a tenth of a second or more to mount on a 2-core server, and most edits
+    never visit most tabs. Until :meth:`build` the form has no widgets and keeps the value it was
+    loaded with: :meth:`dump` writes that value back unchanged. Subclasses give the fields (:meth:`fields`), put the value into
     them (:meth:`fill`) and read them back (:meth:`write`).
     """
 
