@@ -4,7 +4,9 @@ Save (ctrl+s) turns the form into the task's TOML-shaped data, lets the model co
 it, shows every message next to its field, focuses the first bad field, and saves through the store
 (secrets go to the secrets file; a Google key file is copied into the secrets area). The editor
 stays open after saving; escape leaves, asking first when there are unsaved changes. The screen's
-result is the name the task was last saved under.
+result is the name the task was last saved under. The Filter and Notification tabs are built the
+first time they are shown or have a problem to show (:class:`~mailmig_tui.widgets.form.LazyForm`):
+the editor opens sooner, and a tab never built saves what was loaded.
 
 For a Microsoft 365 task with the device-code sign-in, Sign in (ctrl+g) saves the task when needed
 and shows the code in :class:`~mailmig_tui.screens.editor_modals.SignInModal`; the General tab then
@@ -33,7 +35,16 @@ from mailmig_tui.screens.modals import ConfirmModal
 from mailmig_tui.screens.users import UserListPane, copy_users
 from mailmig_tui.widgets.filter_editor import FilterEditor
 from mailmig_tui.widgets.footer import KeyFooter
-from mailmig_tui.widgets.form import FieldError, base_path, build, editing_widgets, focus_target, value_of
+from mailmig_tui.widgets.form import (
+    FieldError,
+    LazyForm,
+    base_path,
+    build,
+    editing_widgets,
+    field_errors,
+    focus_target,
+    value_of,
+)
 
 TABS = ("tab-general", "tab-filter", "tab-notification", "tab-users")
 _NOT_SAVED = {"preset", "users-search"}  # inputs that choose or find, not part of the task
@@ -52,6 +63,11 @@ def _file_problems(task: model.Task, saved_name: str) -> list[model.Problem]:
         return []
     reason = "is a folder" if path.is_dir() else "does not exist"
     return [model.Problem(f"source.{name}", f"{path} {reason}: give the path of the {what} file")]
+
+
+def _fields_state(root: Widget) -> tuple[tuple[str, object], ...]:
+    """The values of the editing widgets under ``root`` that the task saves, for unsaved-change detection."""
+    return tuple((w.id, value_of(w)) for w in editing_widgets(root) if w.id and w.id not in _NOT_SAVED)
 
 
 class TaskEditorScreen(Screen[str | None]):
@@ -84,7 +100,7 @@ class TaskEditorScreen(Screen[str | None]):
         self.base = model.Task(name="")
         self.settings: model.Settings | None = None
         self.signed_in: str | None = None
-        self._snapshot: object = None
+        self._snapshot: dict[str, object] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -139,7 +155,7 @@ class TaskEditorScreen(Screen[str | None]):
     def _load(self, task: model.Task) -> None:
         self.query_one(GeneralTab).load(task)
         self.query_one(FilterEditor).load(task.filters)
-        self.query_one(NotificationTab).load(task)
+        self.query_one(NotificationTab).load(task.notifications)
         self.query_one(UserListPane).load(task.users, self.old_name or "")
         self._update_title()
         self.refresh_signin()
@@ -154,14 +170,29 @@ class TaskEditorScreen(Screen[str | None]):
     def _take_snapshot(self) -> None:
         self._snapshot = self._form_state()
 
-    def _form_state(self) -> object:
-        tabs = self.query_one("#editor-tabs")
-        fields = tuple((w.id, value_of(w)) for w in editing_widgets(tabs) if w.id and w.id not in _NOT_SAVED)
-        return fields, self.query_one(UserListPane).state()
+    def _form_state(self) -> dict[str, object]:
+        """What the form says, per part: the General tab, each form built so far (one not built yet is
+        unchanged by definition), and the user list."""
+        parts: list[Widget] = [self.query_one(GeneralTab), *(f for f in self.query(LazyForm) if f.built)]
+        state: dict[str, object] = {type(part).__name__: _fields_state(part) for part in parts}
+        state["users"] = self.query_one(UserListPane).state()
+        return state
 
     @property
     def dirty(self) -> bool:
         return self._snapshot is not None and self._form_state() != self._snapshot
+
+    async def _build(self, form: LazyForm) -> None:
+        """Build a tab's form; what it shows then is what was loaded, so it joins the snapshot as it is."""
+        if form.built:
+            return
+        await form.build()
+        if self._snapshot is not None:
+            self._snapshot[type(form).__name__] = _fields_state(form)
+
+    async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        for form in event.pane.query(LazyForm):
+            await self._build(form)
 
     # ------------------------------------------------------------------------------------------
     # From the form to a task.
@@ -186,7 +217,7 @@ class TaskEditorScreen(Screen[str | None]):
 
     def show_problems(self, problems: list[model.Problem]) -> Widget | None:
         """Put each message next to its field; returns the widget to focus (the first bad field)."""
-        slots = list(self.query(FieldError))
+        slots = field_errors(self)
         by_path = {slot.path: slot for slot in slots}
         found: dict[FieldError, list[str]] = {}
         general: list[str] = []
@@ -200,7 +231,7 @@ class TaskEditorScreen(Screen[str | None]):
                 found.setdefault(by_path[path], []).append(p.message)
             else:
                 general.append(str(p))
-        for slot in slots:
+        for slot in sorted(slots, key=lambda s: s in found):  # cleared first: two slots may mark one widget
             slot.show(found.get(slot, []))
         box = self.query_one("#editor-problems", Static)
         box.update(Text("\n".join(general)))
@@ -216,11 +247,33 @@ class TaskEditorScreen(Screen[str | None]):
     # ------------------------------------------------------------------------------------------
     # Actions.
 
-    def action_show_tab(self, tab: str) -> None:
+    async def action_show_tab(self, tab: str) -> None:
+        pane = self.query_one(f"#{tab}", TabPane)
+        for form in pane.query(LazyForm):
+            await self._build(form)  # before the tab shows, so that it never shows empty
         self.query_one(TabbedContent).active = tab
-        first = focus_target(self.query_one(f"#{tab}", TabPane))
+        first = focus_target(pane)
         if first is not None:
             self.call_after_refresh(first.focus)
+
+    def _place_problems(self, problems: list[model.Problem]) -> None:
+        """Show the problems and go to the first; a tab's form with one that is not built yet is built first
+        (the problems appear once it is)."""
+        unbuilt = [f for f in self.query(LazyForm) if not f.built and any(f.covers(p.field) for p in problems)]
+        if unbuilt:
+
+            async def build_then_place() -> None:
+                for form in unbuilt:
+                    await self._build(form)
+                self._place_problems(problems)
+
+            self.call_later(build_then_place)
+            return
+        target = self.show_problems(problems)
+        if target is not None:
+            self._reveal(target)
+        elif any(p.field.startswith("users[") for p in problems):
+            self.query_one(TabbedContent).active = "tab-users"
 
     def _reveal(self, widget: Widget) -> None:
         pane = next((a for a in widget.ancestors if isinstance(a, TabPane)), None)
@@ -234,12 +287,8 @@ class TaskEditorScreen(Screen[str | None]):
     def save(self) -> bool:
         """Validate and save the form; False (problems shown, nothing written) when it cannot be saved."""
         task, problems = self.current_task()
-        target = self.show_problems(problems)
+        self._place_problems(problems)
         if problems:
-            if target is not None:
-                self._reveal(target)
-            elif any(p.field.startswith("users[") for p in problems):
-                self.query_one(TabbedContent).active = "tab-users"
             self.notify(f"Not saved: {len(problems)} problem(s), shown next to the fields.", severity="error")
             return False
         try:

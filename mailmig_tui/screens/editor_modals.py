@@ -20,7 +20,7 @@ from textual.worker import Worker, WorkerState
 from mailmig_tui.engine import model
 from mailmig_tui.engine.sources import graph_auth
 from mailmig_tui.screens.modals import PromptModal
-from mailmig_tui.widgets.form import FieldError, FormField, PathSuggester, focus_target
+from mailmig_tui.widgets.form import FieldError, FormField, PathSuggester, field_errors, focus_target
 
 EDITOR_CSS = Path(__file__).parent.parent / "editor.tcss"
 
@@ -99,7 +99,7 @@ class UserModal(ModalScreen[model.User | None]):
         for p in problems:
             found.setdefault(p.field, []).append(p.message)
         first: FieldError | None = None
-        for slot in self.query(FieldError):
+        for slot in field_errors(self):
             slot.show(found.get(slot.path, []))
             if first is None and slot.messages:
                 first = slot

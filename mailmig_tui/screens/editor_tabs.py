@@ -22,7 +22,16 @@ from textual.widgets import Button, Checkbox, Input, Select, Static, Switch
 from mailmig_tui.engine import model
 from mailmig_tui.engine.sources import gmail_auth
 from mailmig_tui.engine.textsafe import escape_controls
-from mailmig_tui.widgets.form import FieldError, FormField, PathSuggester, field, number, set_path, split_addresses
+from mailmig_tui.widgets.form import (
+    FieldError,
+    FormField,
+    LazyForm,
+    PathSuggester,
+    field,
+    number,
+    set_path,
+    split_addresses,
+)
 from mailmig_tui.widgets.form import widget_id as wid
 
 
@@ -444,14 +453,19 @@ class GeneralTab(VerticalScroll):
             self.refresh_visibility()
 
 
-class NotificationTab(VerticalScroll):
+class NotificationTab(LazyForm):
     """Who is told when an account finishes or fails; needs the SMTP relay of the global settings."""
 
-    can_focus = False
+    PATH = "notifications"
+    loaded: model.Notifications | None
 
-    def compose(self) -> ComposeResult:
+    def __init__(self) -> None:
+        super().__init__()
+        self.smtp_note = ""
+
+    def fields(self) -> ComposeResult:
         yield Static("", id="smtp-note", classes="editor-warning", markup=False)
-        yield FieldError("notifications")
+        yield FieldError("notifications", id="notifications-error")
         yield field("Send on success", Switch(id=wid("notifications.on_success")))
         yield field(
             "Success recipients",
@@ -466,26 +480,34 @@ class NotificationTab(VerticalScroll):
         )
 
     def show_settings(self, settings: model.Settings | None, error: str = "") -> None:
-        note = self.query_one("#smtp-note", Static)
         if error:
-            message = f"The global settings cannot be read, so notifications cannot be checked: {error}"
+            self.smtp_note = f"The global settings cannot be read, so notifications cannot be checked: {error}"
         elif settings is None or not settings.smtp.host:
-            message = "The SMTP relay is not configured: notifications are sent only once it is set in Settings."
+            self.smtp_note = "The SMTP relay is not configured: notifications are sent only once it is set in Settings."
         else:
-            message = ""
-        note.update(Text(message))
-        note.display = bool(message)
+            self.smtp_note = ""
+        if self.built:
+            self._show_smtp_note()
 
-    def load(self, task: model.Task) -> None:
-        n = task.notifications
+    def _show_smtp_note(self) -> None:
+        note = self.query_one("#smtp-note", Static)
+        note.update(Text(self.smtp_note))
+        note.display = bool(self.smtp_note)
+
+    def fill(self) -> None:
+        n = self.loaded
+        assert n is not None
+        self._show_smtp_note()
         with self.prevent(Input.Changed, Switch.Changed):
             self.query_one(f"#{wid('notifications.on_success')}", Switch).value = n.on_success
             self.query_one(f"#{wid('notifications.success_to')}", Input).value = ", ".join(n.success_to)
             self.query_one(f"#{wid('notifications.on_failure')}", Switch).value = n.on_failure
             self.query_one(f"#{wid('notifications.failure_to')}", Input).value = ", ".join(n.failure_to)
-        self.query_one(FieldError).target = self.query_one(f"#{wid('notifications.on_success')}")
+        self.query_one("#notifications-error", FieldError).target = self.query_one(
+            f"#{wid('notifications.on_success')}"
+        )
 
-    def dump(self, data: dict[str, Any]) -> None:
+    def write(self, data: dict[str, Any]) -> None:
         for name in ("on_success", "on_failure"):
             path = f"notifications.{name}"
             set_path(data, path, self.query_one(f"#{wid(path)}", Switch).value)

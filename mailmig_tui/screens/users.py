@@ -152,9 +152,11 @@ class UserListPane(Vertical):
         self._update_summary()
         self._update_detail()
 
-    def state(self) -> tuple[tuple[str, str, str, str], ...]:
-        """What is saved of the list, for unsaved-change detection."""
-        return tuple((u.source, u.password, u.destination, u.destination_password) for u in self.users)
+    def state(self) -> list[model.User]:
+        """What is saved of the list, for unsaved-change detection: a copy of the list, not of the users (no
+        account is changed in place: an edit or an import puts a new User in its place), which compares by
+        identity first (100,000 accounts: a millisecond, where copying their fields takes forty)."""
+        return list(self.users)
 
     def rebuild(self) -> None:
         self.table.show(self.users, self.verdicts, self.statuses if self.statuses_read else None, self.checking)

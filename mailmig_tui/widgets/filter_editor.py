@@ -5,23 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
 from textual.widgets import Input, Select, Static, Switch, TextArea
 
 from mailmig_tui.engine import model
-from mailmig_tui.widgets.form import field, number, set_path, split_list
+from mailmig_tui.widgets.form import LazyForm, field, number, set_path, split_list
 from mailmig_tui.widgets.form import widget_id as wid
 
 POLICIES = [("Skip matching folders", "skip"), ("Migrate only matching folders", "migrate")]
 LIST_HINT = "one per line or separated by commas; Old matches Old and Old/2019; /…/ is a regular expression"
 
 
-class FilterEditor(VerticalScroll):
+class FilterEditor(LazyForm):
     """Edits a task's ``filters`` table; values go to the model as typed, the model judges them."""
 
-    can_focus = False
+    PATH = "filters"
+    loaded: model.Filters | None
 
-    def compose(self) -> ComposeResult:
+    def fields(self) -> ComposeResult:
         yield field(
             "Skip mail before",
             Input(id=wid("filters.skip_before"), placeholder="YYYY-MM-DD"),
@@ -49,7 +49,9 @@ class FilterEditor(VerticalScroll):
     def _list_area(path: str) -> TextArea:
         return TextArea(id=wid(path), soft_wrap=False, tab_behavior="focus", compact=True, classes="list-area")
 
-    def load(self, filters: model.Filters) -> None:
+    def fill(self) -> None:
+        filters = self.loaded
+        assert filters is not None
         mb = filters.mailboxes
         with self.prevent(Input.Changed, Switch.Changed, Select.Changed, TextArea.Changed):
             self.query_one(f"#{wid('filters.skip_before')}", Input).value = (
@@ -68,7 +70,7 @@ class FilterEditor(VerticalScroll):
             self.query_one(f"#{wid('filters.mailboxes.keywords')}", TextArea).load_text("\n".join(mb.keywords))
             self.query_one(f"#{wid('filters.mailboxes.exceptions')}", TextArea).load_text("\n".join(mb.exceptions))
 
-    def dump(self, data: dict[str, Any]) -> None:
+    def write(self, data: dict[str, Any]) -> None:
         """Write the tab's values into the task's TOML-shaped ``data`` (an empty date means none)."""
         filters = data.setdefault("filters", {})
         for name in ("skip_before", "skip_after"):

@@ -7,6 +7,7 @@ field whose dotted path it names (:class:`FieldError`).
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import re
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.containers import VerticalScroll
 from textual.suggester import Suggester
 from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, Select, Static, Switch, TextArea
@@ -35,17 +37,25 @@ def base_path(problem_field: str) -> str:
 
 
 class FieldError(Static):
-    """Where the model's messages about one field (a dotted path) appear; hidden while there are none."""
+    """Where the model's messages about one field (a dotted path) appear; hidden while there are none.
 
-    def __init__(self, path: str, *, target: Widget | None = None, id: str | None = None) -> None:
+    The one of a :class:`FormField` (``field``) is mounted into it the first time it has a message: a
+    form of thirty fields that are fine has thirty widgets fewer to mount."""
+
+    def __init__(
+        self, path: str, *, target: Widget | None = None, field: FormField | None = None, id: str | None = None
+    ) -> None:
         super().__init__("", classes="field-error", id=id, markup=False)
         self.path = path
         self.target = target
+        self.field = field
         self.messages: list[str] = []
         self.display = False
 
     def show(self, messages: list[str]) -> None:
         self.messages = list(messages)
+        if self.messages and self.field is not None and self.parent is None and self.field.is_attached:
+            self.field.mount(self)
         self.update(Text("\n".join(self.messages)))
         self.display = bool(self.messages)
         for node in self._marked_nodes():
@@ -53,8 +63,7 @@ class FieldError(Static):
 
     def _marked_nodes(self) -> list[Widget]:
         """The field (label in red) and its editing widget."""
-        nodes = [self.parent] if isinstance(self.parent, FormField) else []
-        return nodes + ([self.target] if self.target is not None else [])
+        return [node for node in (self.field, self.target) if node is not None]
 
 
 class FormField(Widget):
@@ -66,14 +75,26 @@ class FormField(Widget):
         self.widget = widget
         self.path = path
         self.hint = hint
-        self.error = FieldError(path, target=widget)
+        self.error = FieldError(path, target=widget, field=self)
 
     def compose(self) -> ComposeResult:
         yield Label(Text(self.label), classes="field-label", markup=False)
         yield self.widget
         if self.hint:
             yield Static(Text(self.hint), classes="field-hint", markup=False)
-        yield self.error
+        if self.error.messages:  # shown before the field was mounted
+            yield self.error
+
+
+def field_errors(root: Widget) -> list[FieldError]:
+    """The places for the model's messages under ``root``, in the order of the form (mounted or not yet)."""
+    slots: list[FieldError] = []
+    for node in root.query("FormField, FieldError"):
+        if isinstance(node, FormField):
+            slots.append(node.error)
+        elif isinstance(node, FieldError) and node.field is None:
+            slots.append(node)
+    return slots
 
 
 def field(label: str, widget: Widget, *, hint: str = "", path: str | None = None) -> FormField:
@@ -82,6 +103,61 @@ def field(label: str, widget: Widget, *, hint: str = "", path: str | None = None
         assert widget.id and widget.id.startswith("f-"), "give the widget an id made by widget_id()"
         path = widget.id[2:].replace("-", ".")
     return FormField(label, widget, path=path, hint=hint)
+
+
+class LazyForm(VerticalScroll):
+    """A form that edits one table of the task (``PATH``) on a tab, built the first time it is needed.
+
+    A form's fifty widgets take a tenth of a second or more to mount on a 2-core server, and most edits
+    never visit most tabs. Until :meth:`build` the form has no widgets and keeps the value it was
+    loaded with: :meth:`dump` writes that value back unchanged. Subclasses give the fields (:meth:`fields`), put the value into
+    them (:meth:`fill`) and read them back (:meth:`write`).
+    """
+
+    can_focus = False
+    PATH = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded: Any = None
+        self.built = False
+        self._building: asyncio.Event | None = None
+
+    def fields(self) -> ComposeResult:
+        raise NotImplementedError
+
+    def fill(self) -> None:
+        raise NotImplementedError
+
+    def write(self, data: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def covers(self, problem_field: str) -> bool:
+        """Whether a problem about ``problem_field`` is shown in this form."""
+        return problem_field == self.PATH or problem_field.startswith(self.PATH + ".")
+
+    async def build(self) -> None:
+        """Mount the fields and fill them with the loaded value (once; later calls wait for the first)."""
+        if self._building is None:
+            self._building = asyncio.Event()
+            await self.mount_compose(self.fields())
+            self.built = True
+            if self.loaded is not None:
+                self.fill()
+            self._building.set()
+        await self._building.wait()
+
+    def load(self, value: Any) -> None:
+        self.loaded = value
+        if self.built:
+            self.fill()
+
+    def dump(self, data: dict[str, Any]) -> None:
+        """Write the form's values into the task's TOML-shaped ``data`` (the loaded value until built)."""
+        if self.built:
+            self.write(data)
+        elif self.loaded is not None:
+            set_path(data, self.PATH, model.to_dict(self.loaded))
 
 
 EDITING = "Input, Select, Switch, Checkbox, TextArea, DataTable, VirtualTable, Button"

@@ -11,9 +11,12 @@ from textual.widgets import Input, Select, Static, TabbedContent
 
 from mailmig_tui.engine import model, store
 from mailmig_tui.screens.editor import TaskEditorScreen
+from mailmig_tui.screens.editor_tabs import NotificationTab
 from mailmig_tui.screens.modals import ConfirmModal
-from mailmig_tui.widgets.form import FieldError, PathSuggester, split_list
+from mailmig_tui.widgets.filter_editor import FilterEditor
+from mailmig_tui.widgets.form import FieldError, PathSuggester, field_errors, split_list
 from tests.fakes.google import make_key
+from tests.tui.helpers import wait_for
 
 SIZE = (80, 24)
 
@@ -68,8 +71,8 @@ async def focus(pilot: Pilot, selector: str) -> None:
 
 
 def error_of(screen: TaskEditorScreen, path: str) -> str:
-    slot = next(s for s in screen.query(FieldError) if s.path == path)
-    return "\n".join(slot.messages) if slot.display else ""
+    slot = next(s for s in field_errors(screen) if s.path == path)
+    return "\n".join(slot.messages) if slot.display and slot.is_attached else ""
 
 
 def errors(screen: TaskEditorScreen) -> dict[str, str]:
@@ -380,3 +383,114 @@ async def test_schedule_days_and_times():
     schedule = store.load_task("acme").schedule
     assert schedule.enabled and schedule.start == "23:30"
     assert schedule.days == ["tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def every_field_task() -> model.Task:
+    """An IMAP task with every field of the General, Filter and Notification tabs away from its default."""
+    return model.Task(
+        name="acme",
+        source=model.Source(
+            host="mail.acme.example",
+            port=143,
+            security="starttls",
+            path_prefix="INBOX.",
+            tls_fingerprint="sha256:" + ":".join(["AB"] * 32),
+            delegate=model.Delegate(True, "admin@acme.example", "template", "{user}*{delegate}", password="d-pw"),
+        ),
+        run=model.RunOptions(accounts_per_period=25, concurrency=2),
+        schedule=model.Schedule(True, ["sat", "sun"], "23:30", 4, "05:00"),
+        filters=model.Filters(
+            skip_before=dt.date(2015, 1, 1),
+            skip_after=dt.date(2026, 6, 30),
+            skip_trash=True,
+            skip_junk=True,
+            max_size_kb=10240,
+            mailboxes=model.MailboxFilter(True, "migrate", ["Old", "/^Projects/20(0|1)[0-9]$/"], ["Old/Keep"]),
+        ),
+        notifications=model.Notifications(True, ["it@acme.example"], True, ["boss@acme.example", "it@acme.example"]),
+        users=[model.User("alice@acme.example", "alice", password="pw-a")],
+    )
+
+
+def save_smtp_relay() -> None:
+    store.save_settings(model.Settings(smtp=model.Smtp(host="127.0.0.1", sender="mailmig@acme.example")))
+
+
+async def test_a_task_saved_unchanged_whether_its_tabs_were_shown_or_not():
+    saved = every_field_task()
+    save_smtp_relay()
+    for tabs in ([], ["f3", "f4", "f5", "f2"]):
+        store.save_task(saved, old_name="acme")
+        toml = store.paths().task_file("acme").read_text()
+        app = EditorApp(TaskEditorScreen("acme"))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await start(pilot)
+            if not tabs:
+                assert not screen.query_one(FilterEditor).built, "the Filter tab is built when first shown"
+                assert not screen.query_one(NotificationTab).built, "the Notification tab is built when first shown"
+                assert not screen.query(FieldError), "a field's message slot is mounted when it has a message"
+            for key in tabs:
+                await pilot.press(key)
+                await pilot.pause()
+                assert not screen.dirty, f"showing a tab ({key}) changes nothing"
+            assert screen.query_one("#f-source-delegate-method", Select).value == "template"
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert errors(screen) == {}
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.results == ["acme"], f"saved and left at once, tabs shown: {tabs}"
+        assert store.load_task("acme") == saved, f"tabs shown: {tabs}"
+        assert store.paths().task_file("acme").read_text() == toml, f"tabs shown: {tabs}"
+
+
+async def test_an_edit_on_a_tab_shown_later_is_unsaved_until_saved():
+    save_smtp_relay()
+    store.save_task(every_field_task())
+    app = EditorApp(TaskEditorScreen("acme"))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await start(pilot)
+        await pilot.press("f4")
+        await pilot.pause()
+        assert app.focused.id == "f-notifications-on_success" and not screen.dirty
+        await pilot.press("space")  # success notifications off
+        assert screen.dirty
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal), "leaving asks first"
+        await pilot.press("n")
+        await pilot.pause()
+        await pilot.press("f3")
+        await pilot.pause()
+        await pilot.press("tab", "tab", "space")  # skip Trash off
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert errors(screen) == {} and not screen.dirty
+    task = store.load_task("acme")
+    assert (task.notifications.on_success, task.filters.skip_trash) == (False, False)
+    assert task.notifications.success_to == ["it@acme.example"] and task.filters.skip_junk
+
+
+async def test_problems_on_tabs_not_shown_yet_are_shown_and_the_first_focused():
+    task = every_field_task()
+    task.filters.mailboxes.keywords = []  # the mailbox filter is on with nothing to match
+    store.save_task(task)  # and notifications are on without an SMTP relay in the settings
+    app = EditorApp(TaskEditorScreen("acme"))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await start(pilot)
+        assert app.focused.id == "f-name"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: screen.query_one(TabbedContent).active == "tab-filter", what="the Filter tab")
+        await pilot.pause()
+        assert errors(screen) == {
+            "filters.mailboxes.keywords": "the mailbox filter is on but has no keyword",
+            "notifications": "notifications need the SMTP relay: set it in Settings (settings.toml [smtp])",
+        }
+        assert app.focused.id == "f-filters-mailboxes-keywords", "the first bad field has the focus"
+        assert not screen.dirty, "building the tabs to show the problems changes nothing"
+        assert store.load_task("acme") == task, "nothing is saved"
+
+        await pilot.press("f4")
+        await pilot.pause()
+        assert app.focused.id == "f-notifications-on_success"
+        assert "-problem" in app.focused.classes
