@@ -306,12 +306,16 @@ class AccountSummary(NamedTuple):
 
 
 class AccountProgress(NamedTuple):
-    """Where one account stands, without its message figures: what the task list shows."""
+    """Where one account stands, from its row alone (no skips, no run history): what the task list and
+    the editor's user list show."""
 
     status: str
     completed_once: bool
     last_started: float | None
     last_finished: float | None
+    copied: int
+    failed: int
+    last_error: str
 
 
 _NO_SKIPS: Mapping[str, int] = MappingProxyType({})
@@ -662,7 +666,10 @@ class StateDB:
         """Per account: its figures (kept in its row as its records change) and its latest run's duration.
 
         Two reads of small tables, none of the message records (issue 14: 100,000 accounts)."""
-        return self._legacy_summaries() if self._legacy else self._summaries()
+        if self._legacy:
+            with self._counted_figures():
+                return self._summaries()
+        return self._summaries()
 
     def _summaries(self) -> dict[str, AccountSummary]:
         skips: dict[str, dict[str, int]] = {}  # plain dicts: a Counter each costs 100,000 calls of its __init__
@@ -686,9 +693,10 @@ class StateDB:
             )  # fmt: skip
         return out
 
-    def _legacy_summaries(self) -> dict[str, AccountSummary]:
-        """The summaries of a schema 1 database opened read-only: its figures are counted from its records
-        into temporary tables that stand in for the accounts and their skips (the next run's write
+    @contextmanager
+    def _counted_figures(self) -> Iterator[None]:
+        """For a schema 1 database opened read-only: its figures counted from its records into temporary
+        tables that stand in for the accounts and their skips while they are read (the next run's write
         migrates the file)."""
         db = self._db
         db.execute("CREATE TEMP TABLE accounts AS SELECT * FROM main.accounts")
@@ -700,7 +708,7 @@ class StateDB:
         try:
             db.execute(_recount(""))
             db.execute(_RECOUNT_SKIPS)
-            return self._summaries()
+            yield
         finally:
             for table in ("accounts", "account_runs", "account_skips"):
                 db.execute(f"DROP TABLE temp.{table}")
@@ -708,10 +716,17 @@ class StateDB:
     def progress(self) -> dict[str, AccountProgress]:
         """Per account, where it stands: one read of the accounts table and none of the messages
         (a run's millions of message records), so that a list polling every changed state stays cheap."""
+        if self._legacy:
+            with self._counted_figures():
+                return self._progress()
+        return self._progress()
+
+    def _progress(self) -> dict[str, AccountProgress]:
         return {
-            account: AccountProgress(status, bool(completed_once), started, finished)
-            for account, status, completed_once, started, finished in self._db.execute(
-                "SELECT account, status, completed_once, last_started, last_finished FROM accounts"
+            account: AccountProgress(status, once != 0, started, finished, copied, failed, error)
+            for account, status, once, started, finished, copied, failed, error in self._db.execute(
+                "SELECT account, status, completed_once, last_started, last_finished, copied, failed, last_error "
+                "FROM accounts"
             )
         }
 

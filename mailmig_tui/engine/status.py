@@ -93,6 +93,7 @@ class StatusReader:
     def __init__(self, p: store.Paths | None = None) -> None:
         self._paths = p
         self._cache: dict[tuple[str, str], tuple[object, Any, dict[str, Any] | None]] = {}
+        self._reading: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
 
     def state(self, name: str) -> tuple[dict[str, AccountSummary], dict[str, Any] | None]:
@@ -109,24 +110,32 @@ class StatusReader:
         sig = _signature(path)
         with self._lock:
             cached = self._cache.get((name, kind))
+            reading = self._reading.setdefault((name, kind), threading.Lock())
         if cached is not None and cached[0] == sig:
             return cached[1], cached[2]
-        if sig[0] is None:
-            accounts: Any = {}
-            last = None
-        else:
-            try:
-                db = StateDB.open_readonly(path)
+        # one read at a time per database and kind: a second caller (the editor opened while the task
+        # list reads 100,000 accounts) waits for the read under way and takes its result
+        with reading:
+            with self._lock:
+                cached = self._cache.get((name, kind))
+            if cached is not None and cached[0] == sig:
+                return cached[1], cached[2]
+            if sig[0] is None:
+                accounts: Any = {}
+                last = None
+            else:
                 try:
-                    accounts, last = read(db), db.last_run()
-                finally:
-                    db.close()
-            except sqlite3.Error:
-                # a database being created right now (no tables yet): what was known before, read again next time
-                return (cached[1], cached[2]) if cached is not None else ({}, None)
-        with self._lock:
-            self._cache[(name, kind)] = (sig, accounts, last)
-        return accounts, last
+                    db = StateDB.open_readonly(path)
+                    try:
+                        accounts, last = read(db), db.last_run()
+                    finally:
+                        db.close()
+                except sqlite3.Error:
+                    # a database being created right now (no tables yet): what was known before, read again next time
+                    return (cached[1], cached[2]) if cached is not None else ({}, None)
+            with self._lock:
+                self._cache[(name, kind)] = (sig, accounts, last)
+            return accounts, last
 
     def status(self, task: Task, now: dt.datetime | None = None) -> TaskStatus:
         p = self._paths or store.paths()

@@ -29,6 +29,7 @@ from textual.widgets import Header, Static, TabbedContent, TabPane
 
 from mailmig_tui.engine import model, store
 from mailmig_tui.engine.sources import gmail_auth, graph_auth
+from mailmig_tui.engine.status import StatusReader
 from mailmig_tui.screens.editor_modals import EDITOR_CSS, SignInModal
 from mailmig_tui.screens.editor_tabs import GeneralTab, NotificationTab, saved_key_copy
 from mailmig_tui.screens.modals import ConfirmModal
@@ -87,14 +88,22 @@ class TaskEditorScreen(Screen[str | None]):
     ]
 
     def __init__(
-        self, task_name: str | None = None, *, template: model.Task | None = None, loaded: model.Task | None = None
+        self,
+        task_name: str | None = None,
+        *,
+        template: model.Task | None = None,
+        loaded: model.Task | None = None,
+        reader: StatusReader | None = None,
     ) -> None:
         """``loaded``: the task ``task_name`` as the caller just read it from unchanged files, so that it
-        is not read again (100,000 accounts: a third of a second); the editor never changes it."""
+        is not read again (100,000 accounts: a third of a second); the editor never changes it.
+        ``reader``: the caller's, which may hold where each account stands already (the user list's
+        Migration column), read again only if the state changed since."""
         super().__init__()
         self.old_name = task_name
         self.template = template
         self.loaded = loaded
+        self.reader = reader
         self._gc_threshold: tuple[int, int, int] | None = None
         self.saved_name: str | None = None
         self.base = model.Task(name="")
@@ -113,7 +122,7 @@ class TaskEditorScreen(Screen[str | None]):
             with TabPane("Notification F4", id="tab-notification"):
                 yield NotificationTab()
             with TabPane("User list F5", id="tab-users"):
-                yield UserListPane(self.current_task, id="users-pane")
+                yield UserListPane(self.current_task, reader=self.reader, id="users-pane")
         yield KeyFooter()
 
     # ------------------------------------------------------------------------------------------

@@ -301,7 +301,9 @@ class TasksScreen(Screen[None]):
                 self.select(saved)
 
         loaded = self.tasks.get(name) if name and _task_files() == self._files else None
-        self.app.push_screen(TaskEditorScreen(name, loaded=loaded if isinstance(loaded, Task) else None), done)
+        self.app.push_screen(
+            TaskEditorScreen(name, loaded=loaded if isinstance(loaded, Task) else None, reader=self._reader), done
+        )
 
     def action_duplicate(self) -> None:
         name = self.selected

@@ -25,7 +25,8 @@ from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerState
 
 from mailmig_tui.engine import model, store, userlist, verify
-from mailmig_tui.engine.state import AccountSummary, StateDB
+from mailmig_tui.engine.state import AccountProgress
+from mailmig_tui.engine.status import StatusReader
 from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.screens.editor_modals import PathModal, UserModal
 from mailmig_tui.screens.import_csv import ImportCsvModal, ImportDecision
@@ -58,18 +59,10 @@ def copy_users(users: list[model.User]) -> list[model.User]:
     return [model.User(u.source, u.destination, u.password, u.destination_password) for u in users]
 
 
-def load_statuses(task_name: str) -> dict[str, AccountSummary]:
-    """Per account key, what the task's state database says (nothing when it never ran)."""
-    if not task_name:
-        return {}
-    path = store.paths().state_file(task_name)
-    if not path.exists():
-        return {}
-    db = StateDB.open_readonly(path)
-    try:
-        return {model.account_key(a): s for a, s in db.summaries().items()}
-    finally:
-        db.close()
+def load_statuses(task_name: str, reader: StatusReader) -> dict[str, AccountProgress]:
+    """Per account key, where the task's state database says it stands (nothing when it never ran).
+    ``reader`` may hold it already: the task list's, which read it to count the accounts done."""
+    return reader.progress(task_name)[0] if task_name else {}
 
 
 def _unwrapped_height(text: Text, width: int) -> int | None:
@@ -99,12 +92,15 @@ class UserListPane(Vertical):
 
     verifying: reactive[bool] = reactive(False, bindings=True)
 
-    def __init__(self, task_provider: TaskProvider, *, id: str | None = None) -> None:
+    def __init__(
+        self, task_provider: TaskProvider, *, reader: StatusReader | None = None, id: str | None = None
+    ) -> None:
         super().__init__(id=id)
         self.task_provider = task_provider
+        self.reader = reader if reader is not None else StatusReader()
         self.users: list[model.User] = []
         self.verdicts: dict[str, verify.Verdict] = {}
-        self.statuses: dict[str, AccountSummary] = {}
+        self.statuses: dict[str, AccountProgress] = {}
         self.checking: set[str] = set()
         self.statuses_read = False
         self._shown: dict[str, Text] = {}
@@ -143,10 +139,10 @@ class UserListPane(Vertical):
         self._read_statuses(task_name)
 
     @work(thread=True, exclusive=True, group=STATUS_GROUP, exit_on_error=False, description="read the migration state")
-    def _read_statuses(self, task_name: str) -> dict[str, AccountSummary]:
-        return load_statuses(task_name)
+    def _read_statuses(self, task_name: str) -> dict[str, AccountProgress]:
+        return load_statuses(task_name, self.reader)
 
-    def _statuses_read(self, statuses: dict[str, AccountSummary]) -> None:
+    def _statuses_read(self, statuses: dict[str, AccountProgress]) -> None:
         self.statuses, self.statuses_read = statuses, True
         self.table.set_statuses(statuses)
         self._update_summary()

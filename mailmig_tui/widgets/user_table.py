@@ -15,7 +15,7 @@ from rich.cells import cell_len
 from rich.text import Text
 
 from mailmig_tui.engine import model
-from mailmig_tui.engine.state import AccountSummary
+from mailmig_tui.engine.state import AccountProgress
 from mailmig_tui.engine.textsafe import escape_controls
 from mailmig_tui.engine.verify import Verdict
 from mailmig_tui.widgets.virtual_table import VirtualTable
@@ -51,28 +51,28 @@ def verdict_cell(verdict: Verdict | None, *, checking: bool = False) -> Text:
     return Text("FAILED: " + escape_controls(verdict.text()), style="red")
 
 
-def status_words(summary: AccountSummary | None) -> str:
-    if summary is None:
+def status_words(state: AccountProgress | None) -> str:
+    if state is None:
         return NOT_STARTED
-    text = summary.status
-    if summary.copied:
-        text += f", {summary.copied} copied"
-    if summary.failed:
-        text += f", {summary.failed} failed"
+    text = state.status
+    if state.copied:
+        text += f", {state.copied} copied"
+    if state.failed:
+        text += f", {state.failed} failed"
     return text
 
 
-def status_cell(summary: AccountSummary | None) -> Text:
-    if summary is None:
+def status_cell(state: AccountProgress | None) -> Text:
+    if state is None:
         return Text(NOT_STARTED, style="dim")
-    return Text(escape_controls(status_words(summary)), style=STATUS_STYLES.get(summary.status, ""))
+    return Text(escape_controls(status_words(state)), style=STATUS_STYLES.get(state.status, ""))
 
 
-def status_group(summary: AccountSummary | None) -> str:
+def status_group(state: AccountProgress | None) -> str:
     """The status filter an account falls under: a pending account (bound, never run) is not started."""
-    if summary is None or summary.status == "pending":
+    if state is None or state.status == "pending":
         return NOT_STARTED
-    return summary.status
+    return state.status
 
 
 def _width(values: list[str]) -> int:
@@ -98,7 +98,7 @@ class UserTable(VirtualTable):
         self._found: tuple[str, list[str], list[str]] = ("", [], [])
         """The last search: its needle, and the keys and haystacks of the rows it kept."""
         self._verdicts: Mapping[str, Verdict] = {}
-        self._statuses: Mapping[str, AccountSummary] | None = None
+        self._statuses: Mapping[str, AccountProgress] | None = None
         self._checking: Collection[str] = ()
 
     @property
@@ -118,7 +118,7 @@ class UserTable(VirtualTable):
         self,
         users: list[model.User],
         verdicts: Mapping[str, Verdict],
-        statuses: Mapping[str, AccountSummary] | None,
+        statuses: Mapping[str, AccountProgress] | None,
         checking: Collection[str] = (),
     ) -> None:
         """Take the list (and the mappings, by reference) and show the rows the search and filter keep;
@@ -134,7 +134,7 @@ class UserTable(VirtualTable):
         self.set_width("password", len(HIDDEN_PASSWORD))
         self.set_statuses(statuses)
 
-    def set_statuses(self, statuses: Mapping[str, AccountSummary] | None) -> None:
+    def set_statuses(self, statuses: Mapping[str, AccountProgress] | None) -> None:
         """The migration state of the accounts (None: not read yet)."""
         self._statuses = statuses
         # "not started" for the accounts the state does not know yet ("reading…" is shorter)

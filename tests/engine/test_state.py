@@ -91,8 +91,10 @@ def test_summaries_of_several_accounts_keep_each_accounts_own_figures(tmp_path: 
     assert idle.last_started is None and idle.last_finished is None
     # progress(): the same standing per account, read from the accounts table alone
     assert {a: tuple(p) for a, p in db.progress().items()} == {
-        a: (s.status, s.status in ("complete", "partial"), s.last_started, s.last_finished) for a, s in out.items()
-    }
+        a: (s.status, s.status in ("complete", "partial"), s.last_started, s.last_finished, s.copied, s.failed,
+            s.last_error)
+        for a, s in out.items()
+    }  # fmt: skip
     db.close()
 
 
@@ -243,6 +245,10 @@ def test_a_schema_1_database_is_read_as_it_is_and_migrated_by_the_next_write(tmp
     before = path.read_bytes()
     reader = StateDB.open_readonly(path)
     assert _figures(reader) == {"alice": _ALICE, "bob": (0, 0, 0, 0, 0, {}, 0.0)}
+    assert [tuple(p) for p in reader.progress().values()] == [
+        ("complete", True, 10.0, 20.0, 1, 1, ""),
+        ("pending", False, None, None, 0, 0, ""),
+    ]
     assert _figures(reader) == _figures(reader)  # its stand-in tables are gone after each read
     reader.close()
     assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == ["t.db"]

@@ -101,6 +101,40 @@ def test_the_database_is_read_again_only_when_it_changed(mailmig_home, monkeypat
     db.close()
 
 
+def test_a_read_under_way_is_shared_not_made_twice(mailmig_home, monkeypatch):
+    """The editor opened while the task list reads the state waits for that read and takes its result."""
+    import threading
+
+    make_task()
+    db = StateDB(store.paths().state_file("acme"))
+    db.bind_account("u0", "imap://src", "u0")
+    db.close()
+    inside, release, reads = threading.Event(), threading.Event(), []
+    original = StateDB.progress
+
+    def slow(self: StateDB):
+        reads.append(1)
+        inside.set()
+        assert release.wait(30), "the test never released the read"
+        return original(self)
+
+    monkeypatch.setattr(StateDB, "progress", slow)
+    reader = StatusReader()
+    results: list[object] = []
+    first = threading.Thread(target=lambda: results.append(reader.progress("acme")[0]))
+    first.start()
+    assert inside.wait(30)
+    second = threading.Thread(target=lambda: results.append(reader.progress("acme")[0]))
+    second.start()
+    second.join(0.2)
+    assert second.is_alive(), "the second caller waits for the read under way"
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert len(reads) == 1 and len(results) == 2 and results[0] is results[1]
+    assert list(results[0]) == ["u0"]
+
+
 def test_next_run_comes_from_the_schedule(mailmig_home):
     task = make_task()
     task.schedule = Schedule(enabled=True, days=["mon"], start="22:00")

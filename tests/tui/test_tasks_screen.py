@@ -133,7 +133,9 @@ class FakeEditor(Screen[None]):
 
     loaded: list[Task | None] = []
 
-    def __init__(self, task_name: str | None, *, loaded: Task | None = None) -> None:
+    def __init__(
+        self, task_name: str | None, *, loaded: Task | None = None, reader: StatusReader | None = None
+    ) -> None:
         super().__init__()
         FakeEditor.opened.append(task_name)
         FakeEditor.loaded.append(loaded)

@@ -210,9 +210,9 @@ async def test_the_table_is_there_while_the_migration_state_is_read(monkeypatch)
     gate = threading.Event()
     read = users_screen.load_statuses
 
-    def slow(task_name: str):
+    def slow(task_name: str, reader):
         assert gate.wait(30), "the test never released the state read"
-        return read(task_name)
+        return read(task_name, reader)
 
     monkeypatch.setattr(users_screen, "load_statuses", slow)
     app = EditorApp(TaskEditorScreen("acme"))
@@ -343,3 +343,39 @@ async def test_the_summary_line_grows_when_the_search_makes_it_wider_than_the_pa
         await pilot.press("escape")
         await pilot.pause()
         assert summary(pane) == "1,000 account(s)." and line.size.height == 1
+
+
+async def test_the_editor_opened_from_the_task_list_takes_the_statuses_it_read(monkeypatch):
+    """The task list has just read where each account stands (to count those done): the editor's
+    Migration column shows that read, and reads again only once the state has changed."""
+    from mailmig_tui.app import MailmigApp
+    from mailmig_tui.screens.tasks import TasksScreen
+
+    save(four_users())
+    seed_statuses({"alice@acme.example": "complete"})
+    reads: list[str] = []
+    real = StateDB.progress
+    monkeypatch.setattr(StateDB, "progress", lambda db: reads.append(str(db.path)) or real(db))
+    app = MailmigApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: reads and isinstance(app.screen, TasksScreen), what="the list's status read")
+        await pilot.pause()
+        before = len(reads)
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, TaskEditorScreen), what="the editor")
+        await pilot.press("f5")
+        pane = app.screen.query_one(UserListPane)
+        await wait_for(pilot, lambda: pane.statuses_read, what="the statuses")
+        assert str(pane.table.get_cell("alice@acme.example", "status")) == "complete"
+        assert len(reads) == before, "the editor read the state the task list had just read"
+
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, TasksScreen), what="the task list")
+        seed_statuses({"bob@acme.example": "failed"})  # a run of another process, say
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, TaskEditorScreen), what="the editor again")
+        await pilot.press("f5")
+        pane = app.screen.query_one(UserListPane)
+        await wait_for(pilot, lambda: pane.statuses_read, what="the statuses again")
+        await wait_for(pilot, lambda: str(pane.table.get_cell("bob@acme.example", "status")) == "failed")
+        assert len(reads) > before
