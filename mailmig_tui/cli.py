@@ -610,7 +610,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     finally:
         db.close()
     users = task.users
-    keys = [account_key(u.source) for u in users]
+    keys = [u.source.strip().casefold() for u in users]  # account_key, inlined: 100,000 calls
     states = [summaries.get(k, _NOT_STARTED) for k in keys]
     if args.json:
         if last:
@@ -650,7 +650,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     # or failed messages are put under theirs after
     accounts = [
         f"  {user.source} → {user.destination}: {s.status}; {s.folders} folder(s), {s.copied} copied, "
-        f"skipped: {_skips(s.skipped)}, {s.failed} failed, {_human_bytes(s.bytes)}, last run {s.last_duration:.1f} s"
+        f"skipped: {_skips(s.skipped)}, {s.failed} failed, {human_bytes(s.bytes, 'B')}, last run {s.last_duration:.1f} s"
         for user, s in zip(users, states, strict=True)
     ]
     notes = {
