@@ -34,17 +34,19 @@ import sqlite3
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from mailmig_tui.engine.skips import SKIP_EXISTING
 from mailmig_tui.engine.store import ConfigError
 
 SCHEMA_VERSION = 2
+
+T = TypeVar("T")
 
 COPIED = "copied"
 EXISTING = "existing"
@@ -347,7 +349,7 @@ class StateDB:
             target = uri if path.exists() else "file::memory:"
             self._db = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False)
             if path.exists():
-                self._legacy = self._schema() == 1  # its figures are counted when read (summaries)
+                self._legacy = self._schema() == 1  # its figures are counted when read (_counted_figures)
                 return
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -357,8 +359,10 @@ class StateDB:
         self._db.execute("PRAGMA busy_timeout=60000")
         with self.transaction():
             version = self._schema()
-            if version == 1:
-                self._migrate_from_1()
+            if version == SCHEMA_VERSION:
+                return  # each stream's connection of a run opens it: nothing to create
+            if version == 1:  # the accounts' figures, counted once from their records, then kept by triggers
+                self._add_figures("main")
             for statement in (*_TABLES, *_TRIGGERS):
                 self._db.execute(statement)
             self._db.execute(
@@ -380,13 +384,14 @@ class StateDB:
             )  # fmt: skip
         return version
 
-    def _migrate_from_1(self) -> None:
-        """Schema 1 to 2: the accounts' figures, counted once from their records, then kept by triggers."""
+    def _add_figures(self, schema: str) -> None:
+        """Schema 1 to 2 in ``schema`` ("main", or "temp" where stand-ins of the accounts and their run
+        history were made): the figure columns and the skips table, counted from the records."""
         for column in _FIGURE_COLUMNS:
-            self._db.execute(f"ALTER TABLE accounts ADD COLUMN {column}")
-        for statement in (_RUNS_BY_ACCOUNT, _ACCOUNT_SKIPS, _FAILED_MESSAGES):
-            self._db.execute(statement)
-        self._db.execute(_recount(""))
+            self._db.execute(f"ALTER TABLE {schema}.accounts ADD COLUMN {column}")
+        for statement in (_RUNS_BY_ACCOUNT, _ACCOUNT_SKIPS):
+            self._db.execute(statement.replace("IF NOT EXISTS ", f"IF NOT EXISTS {schema}."))
+        self._db.execute(_recount(""))  # unqualified: temp's stand-ins first, where there are any
         self._db.execute(_RECOUNT_SKIPS)
 
     @classmethod
@@ -666,10 +671,7 @@ class StateDB:
         """Per account: its figures (kept in its row as its records change) and its latest run's duration.
 
         Two reads of small tables, none of the message records (issue 14: 100,000 accounts)."""
-        if self._legacy:
-            with self._counted_figures():
-                return self._summaries()
-        return self._summaries()
+        return self._figures_read(self._summaries)
 
     def _summaries(self) -> dict[str, AccountSummary]:
         skips: dict[str, dict[str, int]] = {}  # plain dicts: a Counter each costs 100,000 calls of its __init__
@@ -693,6 +695,13 @@ class StateDB:
             )  # fmt: skip
         return out
 
+    def _figures_read(self, read: Callable[[], T]) -> T:
+        """``read()`` of the accounts' figures; a schema 1 file's are counted first (:meth:`_counted_figures`)."""
+        if not self._legacy:
+            return read()
+        with self._counted_figures():
+            return read()
+
     @contextmanager
     def _counted_figures(self) -> Iterator[None]:
         """For a schema 1 database opened read-only: its figures counted from its records into temporary
@@ -700,26 +709,18 @@ class StateDB:
         migrates the file)."""
         db = self._db
         db.execute("CREATE TEMP TABLE accounts AS SELECT * FROM main.accounts")
-        for column in _FIGURE_COLUMNS:
-            db.execute(f"ALTER TABLE temp.accounts ADD COLUMN {column}")
         db.execute("CREATE TEMP TABLE account_runs AS SELECT run_id, account, duration FROM main.account_runs")
-        db.execute(_RUNS_BY_ACCOUNT.replace("EXISTS ", "EXISTS temp."))
-        db.execute(_ACCOUNT_SKIPS.replace("EXISTS ", "EXISTS temp."))
         try:
-            db.execute(_recount(""))
-            db.execute(_RECOUNT_SKIPS)
+            self._add_figures("temp")
             yield
         finally:
             for table in ("accounts", "account_runs", "account_skips"):
-                db.execute(f"DROP TABLE temp.{table}")
+                db.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
     def progress(self) -> dict[str, AccountProgress]:
         """Per account, where it stands: one read of the accounts table and none of the messages
         (a run's millions of message records), so that a list polling every changed state stays cheap."""
-        if self._legacy:
-            with self._counted_figures():
-                return self._progress()
-        return self._progress()
+        return self._figures_read(self._progress)
 
     def _progress(self) -> dict[str, AccountProgress]:
         return {
