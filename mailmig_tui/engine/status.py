@@ -14,11 +14,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mailmig_tui.engine import runner, schedule, store
-from mailmig_tui.engine.model import Task, account_key
+from mailmig_tui.engine.model import Task, account_keys
 from mailmig_tui.engine.state import AccountProgress, AccountSummary, StateDB
+
+T = TypeVar("T")
 
 IDLE = "idle"
 STARTING = "starting"
@@ -98,52 +100,58 @@ class StatusReader:
 
     def state(self, name: str) -> tuple[dict[str, AccountSummary], dict[str, Any] | None]:
         """The task's account summaries (by account key) and its last run, from the state database."""
-        return self._read(name, "summaries", StateDB.summaries)
+        return self._read(name, "summaries", StateDB.summaries, {})
 
     def progress(self, name: str) -> tuple[dict[str, AccountProgress], dict[str, Any] | None]:
         """Where each account stands (by account key), without message figures, and the last run."""
-        return self._read(name, "progress", StateDB.progress)
+        return self._read(name, "progress", StateDB.progress, {})
 
-    def _read(self, name: str, kind: str, read: Callable[[StateDB], Any]) -> tuple[Any, dict[str, Any] | None]:
+    def completed(self, name: str, keys: list[str]) -> tuple[int, dict[str, Any] | None]:
+        """How many of the accounts ``keys`` completed at least once, and the last run (what the task list shows
+        of a task that is not running)."""
+        # the count depends on the keys too: an edited user list is counted again though the database is unchanged
+        return self._read(name, "completed", lambda db: db.completed_count(keys), 0, hash(tuple(keys)))
+
+    def _read(
+        self, name: str, kind: str, read: Callable[[StateDB], T], empty: T, depends: object = None
+    ) -> tuple[T, dict[str, Any] | None]:
+        """``read(db)`` of the task's state database and its last run; what was read last while neither the
+        database's files nor ``depends`` changed. ``empty``: the result when there is no database."""
         p = self._paths or store.paths()
         path = p.state_file(name)
-        sig = _signature(path)
+        sig = (*_signature(path), depends)
         with self._lock:
             cached = self._cache.get((name, kind))
             reading = self._reading.setdefault((name, kind), threading.Lock())
         if cached is not None and cached[0] == sig:
             return cached[1], cached[2]
-        # one read at a time per database and kind: a second caller (the editor opened while the task
-        # list reads 100,000 accounts) waits for the read under way and takes its result
+        # one read at a time per database and kind: a second caller (the task list's refresh while the
+        # first read of 100,000 accounts runs) waits for the read under way and takes its result
         with reading:
             with self._lock:
                 cached = self._cache.get((name, kind))
             if cached is not None and cached[0] == sig:
                 return cached[1], cached[2]
-            if sig[0] is None:
-                accounts: Any = {}
-                last = None
-            else:
+            result, last = empty, None
+            if sig[0] is not None:
                 try:
                     db = StateDB.open_readonly(path)
                     try:
-                        accounts, last = read(db), db.last_run()
+                        result, last = read(db), db.last_run()
                     finally:
                         db.close()
                 except sqlite3.Error:
                     # a database being created right now (no tables yet): what was known before, read again next time
-                    return (cached[1], cached[2]) if cached is not None else ({}, None)
+                    return (cached[1], cached[2]) if cached is not None else (empty, None)
             with self._lock:
-                self._cache[(name, kind)] = (sig, accounts, last)
-            return accounts, last
+                self._cache[(name, kind)] = (sig, result, last)
+            return result, last
 
     def status(self, task: Task, now: dt.datetime | None = None) -> TaskStatus:
         p = self._paths or store.paths()
         holder = runner.lock_holder(runner.lock_path(p, task.name))
-        accounts, last = self.progress(task.name)
-        keys = [account_key(u.source) for u in task.users]
-        listed = set(keys)
-        done = sum(1 for k in keys if k in accounts and accounts[k].completed_once)
+        keys = account_keys(task.users)
+        done, last = self.completed(task.name, keys)
         last_started = float(last["started"]) if last else None
         next_run = schedule.next_run(task.schedule, now or dt.datetime.now(schedule.local_zone()))
         base = TaskStatus(
@@ -160,6 +168,9 @@ class StatusReader:
         if isinstance(since, int | float) and (last_started is None or last_started < since):
             # the lock is held but the run is not registered yet (choosing accounts, checking the destination)
             return replace(base, state=STARTING, holder=holder)
+        # while it runs: where each account stands (every account read, not only those counted)
+        accounts, _ = self.progress(task.name)
+        listed = set(keys)
         ref = last_started if last_started is not None else 0.0
         in_run = [s for k, s in accounts.items() if k in listed and (s.last_started or 0) >= ref]
         finished = sum(1 for s in in_run if s.status != "running" and (s.last_finished or 0) >= (s.last_started or 0))

@@ -97,8 +97,8 @@ class TaskEditorScreen(Screen[str | None]):
     ) -> None:
         """``loaded``: the task ``task_name`` as the caller just read it from unchanged files, so that it
         is not read again (100,000 accounts: a third of a second); the editor never changes it.
-        ``reader``: the caller's, which may hold where each account stands already (the user list's
-        Migration column), read again only if the state changed since."""
+        ``reader``: the caller's, whose reads the user list's Migration column shares (read once the list
+        is shown, again only when the state changed)."""
         super().__init__()
         self.old_name = task_name
         self.template = template

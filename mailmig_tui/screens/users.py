@@ -61,7 +61,7 @@ def copy_users(users: list[model.User]) -> list[model.User]:
 
 def load_statuses(task_name: str, reader: StatusReader) -> dict[str, AccountProgress]:
     """Per account key, where the task's state database says it stands (nothing when it never ran).
-    ``reader`` may hold it already: the task list's, which read it to count the accounts done."""
+    ``reader`` may hold it already: the task list's, which reads it while the task runs."""
     return reader.progress(task_name)[0] if task_name else {}
 
 
@@ -104,6 +104,8 @@ class UserListPane(Vertical):
         self.checking: set[str] = set()
         self.statuses_read = False
         self._shown: dict[str, Text] = {}
+        self._unread: str | None = None  # the task whose state is read once the list is first shown
+        self._seen = False
 
     def compose(self) -> ComposeResult:
         yield Static("", id="users-summary", markup=False)
@@ -135,8 +137,19 @@ class UserListPane(Vertical):
         self.reload_statuses(task_name)
 
     def reload_statuses(self, task_name: str) -> None:
-        """Read the migration state again, in a thread (a large state database takes seconds)."""
-        self._read_statuses(task_name)
+        """Read the migration state again, in a thread, once the list has been shown and painted: the 100,000
+        accounts' read takes a third of a second of the interpreter, which would slow the editor's opening
+        and the list's first paint by as much (the Migration column says "reading…" meanwhile)."""
+        if self._seen:
+            self.call_after_refresh(self._read_statuses, task_name)
+        else:
+            self._unread = task_name
+
+    def on_show(self) -> None:
+        self._seen = True
+        if self._unread is not None:
+            task_name, self._unread = self._unread, None
+            self.call_after_refresh(self._read_statuses, task_name)
 
     @work(thread=True, exclusive=True, group=STATUS_GROUP, exit_on_error=False, description="read the migration state")
     def _read_statuses(self, task_name: str) -> dict[str, AccountProgress]:

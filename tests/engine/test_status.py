@@ -87,22 +87,45 @@ def test_the_database_is_read_again_only_when_it_changed(mailmig_home, monkeypat
     task = make_task()
     db = StateDB(store.paths().state_file("acme"))
     run_id = db.start_run(False)
-    reads: list[int] = []
-    original = StateDB.progress
-    monkeypatch.setattr(StateDB, "progress", lambda self: (reads.append(1), original(self))[1])
+    reads: list[list[str]] = []
+    original = StateDB.completed_count
+    monkeypatch.setattr(
+        StateDB, "completed_count", lambda self, keys: (reads.append(list(keys)), original(self, keys))[1]
+    )
     monkeypatch.setattr(StateDB, "summaries", lambda self: pytest.fail("a status needs no message figures"))
+    monkeypatch.setattr(StateDB, "progress", lambda self: pytest.fail("a task not running needs only the count"))
     reader = StatusReader()
     reader.status(task)
     reader.status(task)
-    assert len(reads) == 1
+    assert reads == [["u0", "u1", "u2"]]
     finish(db, run_id, "u0", "complete")
     assert reader.status(task).accounts_done == 1
     assert len(reads) == 2
     db.close()
 
 
+def test_the_count_follows_an_edited_user_list_the_database_unchanged(mailmig_home):
+    """The accounts done are those of the list as it is now: one removed is no longer counted, one added
+    (in any case or with blanks around it) is counted from what the state knows of it."""
+    task = make_task(n=2)
+    db = StateDB(store.paths().state_file("acme"))
+    run_id = db.start_run(False)
+    for account in ("u0", "u1", "u7"):
+        finish(db, run_id, account, "complete")
+    db.close()
+    reader = StatusReader()
+    assert reader.status(task).accounts_done == 2
+    task.users = [task.users[0], User(" U7 ", "u7", password="x")]
+    assert (reader.status(task).accounts_done, reader.status(task).accounts_total) == (2, 2)
+    task.users = task.users[:1]
+    assert reader.status(task).accounts_done == 1
+    task.users = []
+    assert (reader.status(task).accounts_done, reader.status(task).accounts_total) == (0, 0)
+
+
 def test_a_read_under_way_is_shared_not_made_twice(mailmig_home, monkeypatch):
-    """The editor opened while the task list reads the state waits for that read and takes its result."""
+    """A second caller (the editor's user list while the task list reads a running task's state) waits for
+    the read under way and takes its result."""
     import threading
 
     make_task()
