@@ -1,5 +1,3 @@
-import sys
+from mailmig_tui.cli import run
 
-from mailmig_tui.cli import main
-
-sys.exit(main())
+run()

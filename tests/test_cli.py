@@ -985,3 +985,52 @@ def test_main_called_in_process_leaves_the_cycle_collector_as_it_found_it(mailmi
     finally:
         gc.enable()
     assert "acme" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("batch", [1, 3, 4096])
+def test_lines_are_written_escaped_whatever_the_batches(capsys, batch):
+    """A report's lines go out a few thousand at a time; a line holding a newline or an escape, in any
+    batch, shows it escaped, and no line is lost or joined to the next."""
+    from mailmig_tui import cli as cli_module
+    from mailmig_tui.engine.textsafe import escape_controls
+
+    lines = ["header", "a", "b\nforged: line", "c", "d\x1b[2J", "e", "f", "g\u2028h"]
+    cli_module._say_lines(lines, batch=batch)
+    assert capsys.readouterr().out == "".join(escape_controls(line) + "\n" for line in lines)
+    cli_module._say_lines([], batch=batch)
+    assert capsys.readouterr().out == ""
+
+
+LEAVE_PROBE = """
+import atexit, sys
+from mailmig_tui import cli
+atexit.register(lambda: print("teardown ran", file=sys.stderr, flush=True))
+sys.argv = ["mailmig-tui", *sys.argv[1:]]
+cli.run()
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "teardown"),
+    [
+        (["list"], 0, False),
+        (["report", "acme"], 0, False),
+        (["show", "nope"], 2, True),
+        (["validate", "acme"], 2, False),
+    ],
+)
+def test_the_command_leaves_without_the_teardown_after_a_one_shot_command(mailmig_home, args, code, teardown):
+    """The ``mailmig-tui`` command ends a one-shot command's process as soon as its output is written
+    (the interpreter's teardown frees 100,000 accounts' objects one by one); its output and exit
+    status are whole. An error exits the usual way."""
+    import sys
+
+    store.save_task(imap_task())
+    env = {**os.environ, "MAILMIG_HOME": str(mailmig_home)}
+    result = subprocess.run(
+        [sys.executable, "-c", LEAVE_PROBE, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert result.returncode == code, result.stderr
+    assert ("teardown ran" in result.stderr) is teardown
+    expected = cli(mailmig_home, *args)
+    assert (result.stdout, expected.returncode) == (expected.stdout, code)

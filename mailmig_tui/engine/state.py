@@ -680,6 +680,7 @@ class StateDB:
         ):
             skips.setdefault(account, {})[reason] = n
         none, out = _NO_SKIPS, {}
+        statuses: dict[str, str] = {}  # one string of each status (a few) for 100,000 accounts
         for account, destination, status, folders, copied, existing, failed, size, started, finished, took, error in (
             self._db.execute(
                 "SELECT account, destination, status, folders, copied, existing, failed, bytes, "
@@ -690,8 +691,8 @@ class StateDB:
             if existing:  # mail found at the destination: a reason of its own, first
                 skipped = {SKIP_EXISTING: existing} if skipped is none else {SKIP_EXISTING: existing, **skipped}
             out[account] = AccountSummary(
-                account, destination, status, folders, copied, existing, skipped, failed, size, started, finished,
-                took, error,
+                account, destination, statuses.setdefault(status, status), folders, copied, existing, skipped,
+                failed, size, started, finished, took, error,
             )  # fmt: skip
         return out
 
