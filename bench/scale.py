@@ -206,8 +206,8 @@ def cli(
         walls.append(m.wall)
         if _timed_out(m, timeout) or m.rc != 0:
             break
-    row = Row(label, n, round(statistics.median(walls), 3), rss_mb=_mb(m.peak_rss_kb), target=target)
-    row.target_text = _le(target)
+    wall = round(statistics.median(walls), 3)
+    row = Row(label, n, wall, rss_mb=_mb(m.peak_rss_kb), target=target, target_text=_le(target))
     if len(walls) > 1:
         row.detail = f"median of {len(walls)} runs: " + ", ".join(f"{w:.3f}" for w in walls) + " s"
     if _timed_out(m, timeout):

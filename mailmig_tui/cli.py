@@ -892,7 +892,7 @@ def _fail(message: str, code: int, as_json: bool, where: dict[str, Any]) -> int:
 
 
 def _leave(code: int) -> NoReturn:
-    """End the process now, its output flushed and its files closed: the interpreter's teardown would
+    """End the process now, its output flushed (the kernel closes its files): the interpreter's teardown would
     first collect and then free the objects of 100,000 accounts one by one (a tenth of a second of a
     report) for memory the kernel takes back at once."""
     sys.stderr.flush()
