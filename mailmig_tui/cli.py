@@ -12,6 +12,7 @@ lines, ``[{"line", "message"}]``); the message goes to stderr as without ``--jso
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -27,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TextIO, TypeVar
 
 from mailmig_tui import jsontext
 from mailmig_tui.engine import store
@@ -44,15 +45,18 @@ from mailmig_tui.engine.model import (
     validate_settings,
     validate_task,
 )
-from mailmig_tui.engine.state import AccountSummary, StateDB
+from mailmig_tui.engine.skips import skips_text
+from mailmig_tui.engine.state import AccountSummary, StateDB, report_text
 from mailmig_tui.engine.textsafe import escape_controls
-from mailmig_tui.engine.units import human_bytes
+from mailmig_tui.engine.units import human_bytes, tenths
 
 # What only some commands need is imported by them: report and show of 100,000 accounts have to
 # finish within a second (issue 14), and the runner, the sources and the user-list parser take a
 # tenth of it to import.
 if TYPE_CHECKING:
     from mailmig_tui.engine import events, runner, userlist
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -302,15 +306,6 @@ def _human_bytes(n: float) -> str:
     return human_bytes(n, "B")
 
 
-def _skips(counter: Mapping[str, int]) -> str:
-    if not counter:
-        return "none"
-    if len(counter) == 1:  # most accounts: no sort, no join
-        ((reason, n),) = counter.items()
-        return f"{n} {reason}"
-    return ", ".join([f"{n} {reason}" for reason, n in sorted(counter.items())])
-
-
 @functools.cache
 def skip_codes() -> dict[str, str]:
     """Reason codes for --json (the table in README "Commands"): the engine words its reasons for people;
@@ -515,7 +510,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             done = f"{row['would_copy']} would copy" if args.dry_run else f"{r.copied} copied"
             line = (
                 f"{r.account} → {r.destination}: {row['status']}; {r.folders} folder(s), {done}, "
-                f"skipped: {_skips(r.skipped)}, {r.failed} failed, {_human_bytes(r.bytes)}, {r.duration:.1f} s"
+                f"skipped: {skips_text(r.skipped)}, {r.failed} failed, {_human_bytes(r.bytes)}, {tenths(r.duration)} s"
             )
             _say(line + (f"\n    {r.error}" if r.error else ""))
     if result.status == "stopped":
@@ -559,7 +554,7 @@ def _print_plan(result: runner.RunResult, out: TextIO) -> None:
                 action = "unchanged since the last run"
             else:
                 size = ("at most " if f.to_copy_at_most else "") + _human_bytes(f.to_copy_bytes)
-                action = f"copy {f.to_copy} ({size}), skip: {_skips(f.skipped)}"
+                action = f"copy {f.to_copy} ({size}), skip: {skips_text(f.skipped)}"
             _say(f"  {f.source} → {f.dest}: {action}", file=out)
             for note in f.notes:
                 _say(f"      note: {note}", file=out)
@@ -602,10 +597,86 @@ def cmd_verify(args: argparse.Namespace) -> int:
 _NOT_STARTED = AccountSummary("", "", "not started", 0, 0, 0, {}, 0, 0, None, None, 0.0, "")
 
 
+class _InThread(Generic[T]):
+    """``fn()`` run in a thread of its own from now on; :meth:`result` waits for it, then returns what it
+    returned or raises what it raised."""
+
+    def __init__(self, fn: Callable[[], T], name: str) -> None:
+        self._fn, self._out = fn, list[T]()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._out.append(self._fn())
+        except BaseException as exc:  # handed to the waiting thread
+            self._error = exc
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._out[0]
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.json:
+        return _report_json(args)
+    if store.validate_task_name(args.task):
+        _load(args.task)  # raises: the name's problem, as every command says it
+    state_file = store.paths().state_file(args.task)
+
+    def read_texts() -> dict[str, str]:
+        db = StateDB.open_readonly(state_file)
+        try:
+            return db.report_texts()
+        finally:
+            db.close()
+
+    # SQLite writes every account's figures in a thread (a third of a second for 100,000 accounts,
+    # without holding the interpreter: StateDB.report_texts) while the rest is done here.
+    reading = _InThread(read_texts, "report-texts")
+    try:
+        task = _load(args.task, secrets=False)  # a report shows no password
+        users = task.users
+        keys = [u.source.strip().casefold() for u in users]  # account_key, inlined: 100,000 calls
+        heads = [f"  {u.source} → {u.destination}: " for u in users]
+        db = StateDB.open_readonly(state_file)
+        try:
+            last = db.last_run()
+            errors = db.last_errors()
+            failures = db.failed_by_account()
+        finally:
+            db.close()
+        noted = [i for i, k in enumerate(keys) if k in errors or k in failures]
+    except BaseException:
+        with contextlib.suppress(Exception):  # the task's error is the one to show
+            reading.result()
+        raise
+    texts = reading.result()
+    never = report_text(_NOT_STARTED)
+    # the accounts' lines in one comprehension (100,000 of them); the lines of the accounts with an error
+    # or failed messages are put under theirs after
+    accounts = [head + texts.get(k, never) for head, k in zip(heads, keys, strict=True)]
+    header = f"Task {task.name}: last run {_when(last['started']) if last else 'never'}" + (
+        f" ({last['status']})" if last else ""
+    )
+    lines, done = [header], 0
+    for i in noted:  # the lines up to this account's, then its notes (slices: a few thousand steps, not 100,000)
+        error = errors.get(keys[i], "")
+        lines += accounts[done : i + 1]
+        lines += [f"      last error: {error}"] * bool(error)
+        lines += [f"      failed: [{f}] message {m}: {reason}" for f, m, reason in failures.get(keys[i], ())[:20]]
+        done = i + 1
+    lines += accounts[done:]
+    _say_lines(lines)
+    return EXIT_OK
+
+
+def _report_json(args: argparse.Namespace) -> int:
     task = _load(args.task, secrets=False)  # a report shows no password
-    p = store.paths()
-    db = StateDB.open_readonly(p.state_file(task.name))
+    db = StateDB.open_readonly(store.paths().state_file(task.name))
     try:
         summaries = db.summaries()
         last = db.last_run()
@@ -615,57 +686,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     users = task.users
     keys = [u.source.strip().casefold() for u in users]  # account_key, inlined: 100,000 calls
     states = [summaries.get(k, _NOT_STARTED) for k in keys]
-    if args.json:
-        if last:
-            last = last | {"started": _iso(last["started"]), "finished": _iso(last["finished"])}
+    if last:
+        last = last | {"started": _iso(last["started"]), "finished": _iso(last["finished"])}
 
-        def column(name: str) -> list[Any]:
-            return list(map(attrgetter(name), states))
+    def column(name: str) -> list[Any]:
+        return list(map(attrgetter(name), states))
 
-        accounts = jsontext.Columns(
-            {
-                "account": [u.source for u in users],
-                "destination": [u.destination for u in users],
-                "status": column("status"),
-                "folders": column("folders"),
-                "copied": column("copied"),
-                "skipped": [_skip_codes(s.skipped) for s in states],
-                "last_started": [_iso(s.last_started) for s in states],
-                "last_finished": [_iso(s.last_finished) for s in states],
-                "failed": column("failed"),
-                "bytes": column("bytes"),
-                "duration": column("last_duration"),
-                "last_error": column("last_error"),
-                "failed_messages": [
-                    [{"folder": f, "id": i, "code": failure_code(r), "reason": r} for f, i, r in failures[k]]
-                    if k in failures
-                    else []
-                    for k in keys
-                ],
-            }
-        )
-        _emit_json({"task": task.name, "last_run": last, "accounts": accounts})
-        return EXIT_OK
-    header = f"Task {task.name}: last run {_when(last['started']) if last else 'never'}" + (
-        f" ({last['status']})" if last else ""
+    accounts = jsontext.Columns(
+        {
+            "account": [u.source for u in users],
+            "destination": [u.destination for u in users],
+            "status": column("status"),
+            "folders": column("folders"),
+            "copied": column("copied"),
+            "skipped": [_skip_codes(s.skipped) for s in states],
+            "last_started": [_iso(s.last_started) for s in states],
+            "last_finished": [_iso(s.last_finished) for s in states],
+            "failed": column("failed"),
+            "bytes": column("bytes"),
+            "duration": column("last_duration"),
+            "last_error": column("last_error"),
+            "failed_messages": [
+                [{"folder": f, "id": i, "code": failure_code(r), "reason": r} for f, i, r in failures[k]]
+                if k in failures
+                else []
+                for k in keys
+            ],
+        }
     )
-    # the accounts' lines in one comprehension (100,000 of them); the lines of the accounts with an error
-    # or failed messages are put under theirs after
-    accounts = [
-        f"  {user.source} → {user.destination}: {s.status}; {s.folders} folder(s), {s.copied} copied, "
-        f"skipped: {_skips(s.skipped)}, {s.failed} failed, {human_bytes(s.bytes, 'B')}, last run {s.last_duration:.1f} s"
-        for user, s in zip(users, states, strict=True)
-    ]
-    noted = sorted({i for i, s in enumerate(states) if s.last_error} | {i for i, k in enumerate(keys) if k in failures})
-    lines, done = [header], 0
-    for i in noted:  # the lines up to this account's, then its notes (slices: a few thousand, not 100,000 steps)
-        s = states[i]
-        lines += accounts[done : i + 1]
-        lines += [f"      last error: {s.last_error}"] * bool(s.last_error)
-        lines += [f"      failed: [{f}] message {m}: {reason}" for f, m, reason in failures.get(keys[i], ())[:20]]
-        done = i + 1
-    lines += accounts[done:]
-    _say_lines(lines)
+    _emit_json({"task": task.name, "last_run": last, "accounts": accounts})
     return EXIT_OK
 
 

@@ -13,7 +13,16 @@ from types import SimpleNamespace
 import pytest
 
 from mailmig_tui.engine.sources.base import SKIP_EXISTING
-from mailmig_tui.engine.state import COPIED, EXISTING, FAILED, SKIPPED, MessageRow, StateDB
+from mailmig_tui.engine.state import (
+    COPIED,
+    EXISTING,
+    FAILED,
+    SCHEMA_VERSION,
+    SKIPPED,
+    MessageRow,
+    StateDB,
+    report_text,
+)
 from mailmig_tui.engine.store import ConfigError
 
 
@@ -185,7 +194,10 @@ def test_the_figures_kept_agree_with_a_count_of_the_records_after_random_work(tm
         db.bind_account(account, "imap://src", account)
     statuses = (COPIED, EXISTING, FAILED, SKIPPED)
     reasons = ("", "too big", "older than", "larger than")
-    for _ in range(400):
+    kept_seen = 0
+    for step in range(400):
+        if step % 25 == 0:
+            kept_seen += _texts_follow_the_figures(db)
         account, folder = rng.choice(accounts), rng.choice(("INBOX", "Sent", "Archive"))
         validity = rng.choice("12")
         action = rng.random()
@@ -204,15 +216,109 @@ def test_the_figures_kept_agree_with_a_count_of_the_records_after_random_work(tm
             db.forget_skipped(account, folder, rng.choice(("f1", "f2")))
         elif action < 0.92:
             _run(db, account, round(rng.random() * 10, 2))
-        elif action < 0.96:
+        elif action < 0.94:
             db.forget(account)
             db.bind_account(account, "imap://src", account)
+        elif action < 0.97:
+            db.set_account_status(account, rng.choice(("running", "complete", "partial")))
         else:
             db.bind_account(accounts[5], "imap://src", accounts[5])
+    kept_seen += _texts_follow_the_figures(db)
+    assert kept_seen > 10  # the report texts kept by the runs were read, not only written afresh
     kept = _figures(db)
     db.close()
     assert kept == _counted(path)
     assert sum(f[1] + f[3] for f in kept.values()) > 20  # the work left records to count
+
+
+def _texts_follow_the_figures(db: StateDB) -> int:
+    """Asserts that the report's texts are what the summaries make; returns how many were kept ones."""
+    assert db.report_texts() == {account: report_text(s) for account, s in db.summaries().items()}
+    return int(db._db.execute("SELECT count(report_text) FROM accounts").fetchone()[0])
+
+
+def test_the_report_texts_are_kept_when_a_run_finishes_and_follow_any_change_after(tmp_path: Path) -> None:
+    db = StateDB(tmp_path / "t.db")
+    for account in ("alice", "bob", "new"):
+        db.bind_account(account, "imap://src", account)
+    _folder(db, "alice", "INBOX", {"too big": 2, "Google Chat history (not mail)": 3, SKIP_EXISTING: 4})
+    db.record("alice", [MessageRow("INBOX", "1", "1", COPIED, size=1280), MessageRow("INBOX", "1", "2", EXISTING)])
+    db.set_account_status("alice", "complete")
+    db.record("bob", [MessageRow("INBOX", "1", str(i), COPIED, size=3 * 1024**3) for i in range(3)])
+    live = db.report_texts()
+    _run(db, "alice", 1.25)  # finishes the run: the texts are written, as they read until then
+    kept = db.report_texts()
+    stored = dict(db._db.execute("SELECT account, report_text FROM accounts"))
+    db.close()
+
+    alice = ("complete; 1 folder(s), 1 copied, skipped: 1 already at the destination, "
+             "3 Google Chat history (not mail), 2 too big, 0 failed, 1.3 KB, last run 1.3 s")  # fmt: skip
+    assert kept["alice"] == stored["alice"] == alice
+    assert (
+        kept["bob"]
+        == stored["bob"]
+        == "pending; 0 folder(s), 3 copied, skipped: none, 0 failed, 9.0 GB, last run 0.0 s"
+    )
+    assert live["alice"] == alice.replace("1.3 s", "0.0 s")
+    assert live["bob"] == kept["bob"]
+
+    db = StateDB(tmp_path / "t.db")
+    changes = (
+        lambda: db.record("alice", [MessageRow("INBOX", "1", "3", FAILED, reason="refused")]),
+        lambda: db.set_account_status("bob", "failed", error="login refused"),
+        lambda: _folder(db, "new", "INBOX", {"too big": 1}),
+        lambda: db.forget_skipped("alice", "INBOX", "f"),
+        lambda: _folder(db, "alice", "INBOX", {SKIP_EXISTING: 4}),  # a reason gone from the skips
+        # the skips written by some other statement than the triggers that also change the account's row
+        lambda: db._db.execute("UPDATE account_skips SET n = n + 1 WHERE account = 'alice'"),
+        lambda: db._db.execute("INSERT INTO account_skips VALUES ('alice', 'over quota', 2)"),
+        lambda: db._db.execute("DELETE FROM account_skips WHERE account = 'alice' AND reason = 'over quota'"),
+        lambda: db.forget("bob"),
+    )
+    for change in changes:
+        _run(db, "new", 2.0)  # every text kept again
+        assert db._db.execute("SELECT count(*) FROM accounts WHERE report_text IS NULL").fetchone() == (0,)
+        change()
+        _texts_follow_the_figures(db)
+    assert "alice" in db.report_texts() and "bob" not in db.report_texts()
+    db.close()
+
+
+def _schema_2_database(path: Path) -> None:
+    """A database as schema 2 left it: no report text, none of its triggers."""
+    db = StateDB(path)
+    db.bind_account("alice", "imap://src", "alice")
+    db.record("alice", [MessageRow("INBOX", "1", "1", COPIED, size=100)])
+    _run(db, "alice", 3.0)
+    db.close()
+    raw = sqlite3.connect(path)
+    for (trigger,) in raw.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%text%'"
+    ).fetchall():
+        raw.execute(f"DROP TRIGGER {trigger}")
+    raw.execute("ALTER TABLE accounts DROP COLUMN report_text")
+    raw.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    raw.commit()
+    raw.close()
+
+
+def test_a_schema_2_database_is_reported_as_it_is_and_keeps_texts_once_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    _schema_2_database(path)
+    text = "pending; 0 folder(s), 1 copied, skipped: none, 0 failed, 100 B, last run 3.0 s"
+    reader = StateDB.open_readonly(path)
+    assert reader.report_texts() == {"alice": text}
+    reader.close()
+
+    db = StateDB(path)  # migrated: the column is there, empty until a run finishes
+    assert db._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (str(SCHEMA_VERSION),)
+    assert db._db.execute("SELECT report_text FROM accounts").fetchall() == [(None,)]
+    assert db.report_texts() == {"alice": text}
+    _run(db, "alice", 3.0)
+    assert db._db.execute("SELECT report_text FROM accounts").fetchall() == [(text,)]
+    db.record("alice", [MessageRow("INBOX", "1", "2", COPIED, size=100)])
+    assert db.report_texts() == {"alice": text.replace("1 copied", "2 copied").replace("100 B", "200 B")}
+    db.close()
 
 
 _SCHEMA_1_ROWS = (
@@ -254,7 +360,7 @@ def test_a_schema_1_database_is_read_as_it_is_and_migrated_by_the_next_write(tmp
     assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == ["t.db"]
 
     db = StateDB(path)
-    assert db._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    assert db._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (str(SCHEMA_VERSION),)
     assert _figures(db)["alice"] == _ALICE
     db.record("alice", [MessageRow("Sent", "1", "4", COPIED, size=11)])  # the failed message, copied at last
     assert _figures(db)["alice"][1:5] == (2, 1, 0, 111)
@@ -268,13 +374,15 @@ def test_a_database_of_a_newer_version_is_refused_with_the_fix(tmp_path: Path) -
     path = tmp_path / "t.db"
     StateDB(path).close()
     raw = sqlite3.connect(path)
-    raw.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    raw.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION + 1),))
     raw.commit()
     raw.close()
     for opener in (StateDB, StateDB.open_readonly):
         with pytest.raises(ConfigError) as caught:
             opener(path)
-        assert str(path) in str(caught.value) and "newer mailmig-tui (state schema 3" in str(caught.value)
+        assert str(path) in str(caught.value) and f"newer mailmig-tui (state schema {SCHEMA_VERSION + 1}" in str(
+            caught.value
+        )
 
 
 # the state database as schema 1 made it
