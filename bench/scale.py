@@ -309,6 +309,14 @@ def measure_users(s: Scale, n: int) -> None:
         return
     say(f"  (state of {n:,} accounts written in {data['seed']['seconds']:.1f} s)")
     os.sync()  # the state file's pages written out, so the rows after do not share the disk with that writeback
+    # the run that wrote it not finished yet (killed, or still going): no account's report text is kept
+    cli(s, home, n, "report, every account run once, run not finished", ["report", TASK], target=1.0, runs=3)
+    data, m = child(s, home, n, "finish-run", timeout)
+    if "finish" not in data:
+        s.notes.append(f"{n:,} users: the seeded run could not be finished ({data.get('error', 'timeout')})")
+        return
+    say(f"  (run finished, its report texts written, in {data['finish']['seconds']:.1f} s)")
+    os.sync()
     cli(s, home, n, "report, every account run once", ["report", TASK], target=1.0, runs=3)
     tui_rows(s, home, n, ", every account run once")
 
@@ -393,6 +401,10 @@ def child_main(args: argparse.Namespace) -> int:
         began = time.perf_counter()
         seed_state(args.users, args.delegate)
         out.put("seed", {"seconds": time.perf_counter() - began})
+    elif args.child == "finish-run":
+        began = time.perf_counter()
+        finish_seeded_run()
+        out.put("finish", {"seconds": time.perf_counter() - began})
     else:
         asyncio.run(_first_screen(args, out) if args.child == "first-screen" else _editor(args, out))
         sys.stdout.flush()
@@ -406,7 +418,7 @@ SEED_FOLDERS = {"INBOX": 8, "Sent": 2}  # messages per account and folder in the
 def seed_state(n: int, delegate: bool) -> None:
     """Every account run once, through the state API the runner uses: two folders, ten message records
     (one already at the destination), skips in a third of the accounts, a failed message in one in a
-    hundred (partial)."""
+    hundred (partial). The run is left unfinished, as a killed one is (:func:`finish_seeded_run`)."""
     from mailmig_tui.engine.sources.base import SKIP_EXISTING, SKIP_TOO_OLD, identity_of
     from mailmig_tui.engine.state import COPIED, EXISTING, FAILED, MessageRow, StateDB
 
@@ -445,7 +457,19 @@ def seed_state(n: int, delegate: bool) -> None:
                 error="",
             )
             db.record_account_run(run_id, result, time.time())
-        db.finish_run(run_id, "completed")
+    finally:
+        db.close()
+
+
+def finish_seeded_run() -> None:
+    """The end of the run seed_state left open, as the runner ends one (which writes the report texts)."""
+    from mailmig_tui.engine.state import StateDB
+
+    db = StateDB(store.paths().state_file(TASK))
+    try:
+        last = db.last_run()
+        assert last is not None and last["finished"] is None, last
+        db.finish_run(last["id"], "completed")
     finally:
         db.close()
 
