@@ -628,27 +628,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     state_file = store.paths().state_file(args.task)
 
     def read_texts() -> dict[str, str]:
-        db = StateDB.open_readonly(state_file)
-        try:
+        with contextlib.closing(StateDB.open_readonly(state_file)) as db:
             return db.report_texts()
-        finally:
-            db.close()
 
-    # SQLite writes every account's figures in a thread (a third of a second for 100,000 accounts,
-    # without holding the interpreter: StateDB.report_texts) while the rest is done here.
+    # SQLite writes every account's line in a thread (0.1-0.35 s for 100,000 accounts, mostly without
+    # holding the interpreter: StateDB.report_texts) while the rest is done here.
     reading = _InThread(read_texts, "report-texts")
     try:
         task = _load(args.task, secrets=False)  # a report shows no password
         users = task.users
         keys = [u.source.strip().casefold() for u in users]  # account_key, inlined: 100,000 calls
         heads = [f"  {u.source} → {u.destination}: " for u in users]
-        db = StateDB.open_readonly(state_file)
-        try:
-            last = db.last_run()
-            errors = db.last_errors()
-            failures = db.failed_by_account()
-        finally:
-            db.close()
+        with contextlib.closing(StateDB.open_readonly(state_file)) as db:
+            last, errors, failures = db.last_run(), db.last_errors(), db.failed_by_account()
         noted = [i for i, k in enumerate(keys) if k in errors or k in failures]
     except BaseException:
         with contextlib.suppress(Exception):  # the task's error is the one to show
@@ -676,13 +668,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _report_json(args: argparse.Namespace) -> int:
     task = _load(args.task, secrets=False)  # a report shows no password
-    db = StateDB.open_readonly(store.paths().state_file(task.name))
-    try:
-        summaries = db.summaries()
-        last = db.last_run()
-        failures = db.failed_by_account()
-    finally:
-        db.close()
+    with contextlib.closing(StateDB.open_readonly(store.paths().state_file(task.name))) as db:
+        summaries, last, failures = db.summaries(), db.last_run(), db.failed_by_account()
     users = task.users
     keys = [u.source.strip().casefold() for u in users]  # account_key, inlined: 100,000 calls
     states = [summaries.get(k, _NOT_STARTED) for k in keys]

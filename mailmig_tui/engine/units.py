@@ -7,8 +7,9 @@ counts, so that the text is the same whichever side wrote it (tests/engine/test_
 
 from __future__ import annotations
 
-# (upper bound, divisor, unit) of each unit above bytes
-_UNITS = ((1024**2, 1024, "KB"), (1024**3, 1024**2, "MB"), (1024**4, 1024**3, "GB"), (None, 1024**4, "TB"))
+# (upper bound, divisor, unit) of each unit above bytes but the last, which has no bound
+_UNITS = ((1024**2, 1024, "KB"), (1024**3, 1024**2, "MB"), (1024**4, 1024**3, "GB"))
+_LAST_UNIT = (1024**4, "TB")
 
 
 def human_bytes(n: float, byte_unit: str = "bytes") -> str:
@@ -16,11 +17,13 @@ def human_bytes(n: float, byte_unit: str = "bytes") -> str:
     below 1 KB in ``byte_unit``."""
     if n < 1024:
         return f"{n:.0f} {byte_unit}"
-    for bound, divisor, unit in _UNITS:
-        if bound is None or n < bound:
-            t = int((n * 10 + divisor // 2) // divisor)  # tenths of the unit, half up
-            return f"{t // 10}.{t % 10} {unit}"
-    raise AssertionError("unreachable: the last unit has no bound")
+    divisor, unit = _LAST_UNIT
+    for bound, d, u in _UNITS:
+        if n < bound:
+            divisor, unit = d, u
+            break
+    t = int((n * 10 + divisor // 2) // divisor)  # tenths of the unit, half up
+    return f"{t // 10}.{t % 10} {unit}"
 
 
 def human_bytes_sql(column: str, byte_unit: str = "bytes") -> str:
@@ -30,13 +33,8 @@ def human_bytes_sql(column: str, byte_unit: str = "bytes") -> str:
         t = f"(({column}) * 10 + {divisor // 2}) / {divisor}"
         return f"printf('%d.%d {unit}', {t} / 10, {t} % 10)"
 
-    branches = " ".join(
-        f"WHEN ({column}) < {bound} THEN {tenths_of(divisor, unit)}" for bound, divisor, unit in _UNITS if bound
-    )
-    _, divisor, unit = _UNITS[-1]
-    return (
-        f"CASE WHEN ({column}) < 1024 THEN ({column}) || ' {byte_unit}' {branches} ELSE {tenths_of(divisor, unit)} END"
-    )
+    branches = " ".join(f"WHEN ({column}) < {bound} THEN {tenths_of(divisor, unit)}" for bound, divisor, unit in _UNITS)
+    return f"CASE WHEN ({column}) < 1024 THEN ({column}) || ' {byte_unit}' {branches} ELSE {tenths_of(*_LAST_UNIT)} END"
 
 
 def tenths(x: float) -> str:
